@@ -1,0 +1,572 @@
+"""scikit-learn estimators for the slice network, built on skorch.
+
+:class:`SliceCNNRegressor` (brain age) and :class:`SliceCNNClassifier`
+(diagnosis) subclass skorch's nets, as braindecode's ``EEGClassifier`` does:
+the architecture choices are first-class parameters that build a
+:class:`~slicelearn.nn.SliceNet` at every ``fit``, and skorch's own
+parameters (``lr``, ``max_epochs``, ``callbacks``, ``optimizer__*`` ...)
+keep their meaning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, mean_absolute_error
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
+from skorch.callbacks import EarlyStopping, EpochScoring
+from skorch.dataset import ValidSplit
+from skorch.utils import is_dataset
+from torch import nn
+
+from .data.io import load_volumes
+from .nn.slicenet import SliceNet, slice_axis_dim
+
+__all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
+
+_ARCHITECTURE_PARAMS = (
+    "encoder",
+    "weights",
+    "pooling",
+    "position_embedding",
+    "axis",
+    "embed_dim",
+    "attention_heads",
+    "head_hidden",
+    "dropout",
+    "freeze_encoder",
+    "standardize",
+)
+
+# skorch defaults that differ for this model; set only when the user gave none,
+# so get_params/clone round-trip them like any other routed parameter.
+_ROUTED_DEFAULTS = {
+    "optimizer__weight_decay": 1e-4,  # the paper's Adam weight decay
+    "iterator_train__shuffle": True,
+}
+
+
+def resolve_device(device: str | torch.device | None) -> str | torch.device | None:
+    """Map ``"auto"`` to ``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _valid_mae(net: NeuralNet, X: Any, y: Any) -> float:
+    return mean_absolute_error(np.asarray(y).reshape(len(y), -1), net._predict_raw(X))
+
+
+def _valid_accuracy(net: NeuralNet, X: Any, y: Any) -> float:
+    # y holds the encoded labels that training sees; predict returns the originals.
+    return accuracy_score(net.classes_[np.asarray(y)], net.predict(X))
+
+
+class _SliceCNNMixin:
+    """What both estimators share: building the model, reading X, seeding, device."""
+
+    # -- device="auto" ---------------------------------------------------------
+    # skorch reads self.device wherever it moves tensors; resolving "auto" on
+    # read keeps the user's value as the parameter (get_params, clone, pickle).
+    @property
+    def device(self):
+        return resolve_device(self.__dict__.get("device", "auto"))
+
+    @device.setter
+    def device(self, value) -> None:
+        self.__dict__["device"] = value
+
+    def get_params(self, deep: bool = True, **kwargs) -> dict[str, Any]:
+        params = super().get_params(deep=deep, **kwargs)
+        params["device"] = self.__dict__.get("device", "auto")
+        return params
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "encoder":
+            # An encoder module is a parameter (a template deep-copied at each
+            # fit), not a trained component for skorch to register.
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def _get_param_names(self) -> list[str]:
+        # ``module`` is fixed to SliceNet; the architecture is set by the parameters.
+        return [name for name in super()._get_param_names() if name != "module"]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        requested = state.get("device")
+        super().__setstate__({**state, "device": resolve_device(requested)})
+        self.__dict__["device"] = requested
+
+    # -- data ------------------------------------------------------------------
+    def _check_X(self, X: Any, reset: bool) -> np.ndarray:
+        volumes = load_volumes(X)
+        slice_dim = slice_axis_dim(self.axis)
+        if reset:
+            self.volume_shape_ = tuple(volumes.shape[1:])
+            self.n_slices_ = int(volumes.shape[slice_dim])
+        elif self.position_embedding == "learned" and volumes.shape[slice_dim] != self.n_slices_:
+            raise ValueError(
+                f"The model was trained on {self.n_slices_} {self.axis} slices per volume "
+                f"and its learned position embedding needs that count; X has "
+                f"{volumes.shape[slice_dim]}. Resample X to the training grid "
+                f"{self.volume_shape_}, or train with position_embedding='sinusoidal'."
+            )
+        return volumes
+
+    def get_dataset(self, X: Any, y: Any = None):
+        if not is_dataset(X):
+            X = self._check_X(X, reset=False)
+        return super().get_dataset(X, y)
+
+    def _check_y_length(self, y: Any, n_samples: int) -> np.ndarray:
+        if y is None:
+            raise ValueError(f"{type(self).__name__} needs targets y; got None.")
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != n_samples:
+            raise ValueError(
+                f"X has {n_samples} volumes but y has "
+                f"{'no' if y.ndim == 0 else len(y)} targets."
+            )
+        return y
+
+    # -- training --------------------------------------------------------------
+    def _seed(self) -> contextlib.AbstractContextManager:
+        """Seed torch inside ``fit`` without touching the caller's global RNG."""
+        if self.random_state is None:
+            return contextlib.nullcontext()
+        return _seeded(check_random_state(self.random_state).randint(2**31 - 1), self.device)
+
+    def fit(self, X: Any, y: Any, **fit_params):
+        """Fit the network on volumes ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : array of shape (n_subjects, X, Y, Z), or list of NIfTI paths or images
+        y : array-like of shape (n_subjects,)
+        **fit_params
+            Passed to skorch's ``partial_fit``.
+
+        Returns
+        -------
+        self
+        """
+        keep = self.warm_start and self.initialized_
+        X = self._check_X(X, reset=not keep)
+        y = self._check_y(self._check_y_length(y, len(X)), reset=not keep)
+        with self._seed():
+            if not keep:
+                self.initialize()
+            NeuralNet.partial_fit(self, X, y, **fit_params)
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params):
+        """Train further on ``X``, ``y`` (the first call behaves like ``fit``)."""
+        if not self.initialized_ or not hasattr(self, "n_slices_"):
+            return self.fit(X, y, **fit_params)
+        X = self._check_X(X, reset=False)
+        y = self._check_y(self._check_y_length(y, len(X)), reset=False)
+        NeuralNet.partial_fit(self, X, y, **fit_params)
+        return self
+
+    def initialize_module(self):
+        if not hasattr(self, "n_slices_"):
+            raise RuntimeError(
+                f"{type(self).__name__} builds its network from the training data: call fit."
+            )
+        kwargs = {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
+        self.module_ = SliceNet(
+            n_outputs=self._n_outputs(), n_slices=self.n_slices_, **kwargs
+        )
+        return self
+
+    @property
+    def _default_callbacks(self) -> list[tuple[str, Any]]:
+        # skorch's timer, losses and epoch table, plus a validation metric and
+        # the restore-best-epoch stopper when there is a validation split.
+        callbacks = NeuralNet._default_callbacks.fget(self)
+        if self.train_split is not None:
+            best = EarlyStopping(monitor="valid_loss", patience=10, load_best=True)
+            callbacks[-1:-1] = [self._validation_scoring(), ("early_stopping", best)]
+        return callbacks
+
+    def _predict_raw(self, X: Any) -> np.ndarray:
+        return NeuralNet.predict_proba(self, X)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device) -> Iterator[None]:
+    devices = []
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        devices = list(range(torch.cuda.device_count()))
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+_COMMON_PARAMS_DOC = """
+    encoder : str or nn.Module, default="resnet18"
+        Slice encoder: ``"resnet18"``, ``"resnet34"``, ``"resnet50"``,
+        ``"efficientnet_lite0"``, ``"cnn2d"``, ``"timm:<model>"``, or an
+        ``nn.Module`` mapping ``(N, C, H, W)`` to ``(N, F)`` (deep-copied at
+        each fit).
+    weights : {"imagenet", None} or path, default="imagenet"
+        Encoder initialisation. ResNet ImageNet weights come through
+        torchvision's cache (downloaded once); ``efficientnet_lite0``'s ship
+        with the package and work offline. A path loads a state dict.
+    pooling : {"mean", "max", "attention"}, default="attention"
+        Permutation-invariant pooling over slices.
+    position_embedding : {None, "learned", "sinusoidal"}, default="learned"
+        Slice-index embedding. ``"learned"`` fixes the slice count;
+        ``"sinusoidal"`` works for any slice count.
+    axis : {"sagittal", "coronal", "axial"}, default="sagittal"
+        Slicing axis of RAS-canonical volumes.
+    embed_dim : int, default=32
+        Size of the slice embeddings.
+    attention_heads : int, default=4
+        Heads of the attention pooling.
+    head_hidden : int or None, default=64
+        Hidden units of the MLP head.
+    dropout : float, default=0.0
+        Dropout in the slice mixer and the head.
+    freeze_encoder : bool, default=False
+        Keep the encoder fixed and train only the rest.
+    standardize : bool, default=True
+        z-score every volume as a whole before slicing.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation and batch order, so a CPU fit is
+        reproducible; the caller's global torch RNG is left untouched.
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-4
+    max_epochs : int, default=30
+    batch_size : int, default=8
+    train_split : callable or None, default=ValidSplit(0.2, random_state=0)
+        Validation split; the best validation epoch's weights are restored
+        at the end of training (skorch's ``EarlyStopping(load_best=True)``,
+        patience 10, routed as ``callbacks__early_stopping__*``). ``None``
+        trains on all data for ``max_epochs``.
+    callbacks : list or None, default=None
+        Extra skorch callbacks.
+    device : str, default="auto"
+        ``"auto"`` takes a GPU when one is present.
+    verbose : int, default=1
+        1 prints skorch's epoch table.
+    **kwargs
+        Routed skorch parameters such as ``optimizer__weight_decay``
+        (default 1e-4, the paper's) or ``iterator_train__num_workers``.
+"""
+
+
+class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
+    __doc__ = (
+        """2D-slice set network regressor for 3D MRI, e.g. brain age.
+
+    Every slice along ``axis`` goes through one shared 2D encoder (optionally
+    ImageNet-pretrained), a slice-index embedding is added, the slices are
+    pooled and a small head predicts the target (Gupta et al., ISBI 2023).
+    The output bias starts at the training mean; the loss is MSE.
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMS_DOC
+        + """
+    Attributes
+    ----------
+    module_ : SliceNet
+        The trained network.
+    n_slices_ : int
+        Slices per training volume along ``axis``.
+    volume_shape_ : tuple of int
+        Shape of the training volumes.
+    n_outputs_ : int
+        Number of regression targets.
+    history_ : skorch.History
+        Per-epoch losses and metrics.
+
+    Examples
+    --------
+    >>> from slicelearn import SliceCNNRegressor
+    >>> from slicelearn.datasets import make_slice_position_task
+    >>> X, y = make_slice_position_task(n_subjects=24, random_state=0)
+    >>> est = SliceCNNRegressor(encoder="cnn2d", weights=None, max_epochs=2,
+    ...                         verbose=0, random_state=0).fit(X, y)
+    >>> est.predict(X[:3]).shape
+    (3,)
+    """
+    )
+
+    def __init__(
+        self,
+        encoder: str | nn.Module = "resnet18",
+        weights: str | None = "imagenet",
+        pooling: str = "attention",
+        position_embedding: str | None = "learned",
+        axis: str = "sagittal",
+        embed_dim: int = 32,
+        attention_heads: int = 4,
+        head_hidden: int | None = 64,
+        dropout: float = 0.0,
+        freeze_encoder: bool = False,
+        standardize: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        *,
+        criterion: type[nn.Module] = nn.MSELoss,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+        lr: float = 1e-4,
+        max_epochs: int = 30,
+        batch_size: int = 8,
+        train_split: Any = ValidSplit(0.2, random_state=0),
+        callbacks: Any = None,
+        device: str = "auto",
+        verbose: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        kwargs = {**_ROUTED_DEFAULTS, **kwargs}
+        super().__init__(
+            SliceNet,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            callbacks=callbacks,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.encoder = encoder
+        self.weights = weights
+        self.pooling = pooling
+        self.position_embedding = position_embedding
+        self.axis = axis
+        self.embed_dim = embed_dim
+        self.attention_heads = attention_heads
+        self.head_hidden = head_hidden
+        self.dropout = dropout
+        self.freeze_encoder = freeze_encoder
+        self.standardize = standardize
+        self.random_state = random_state
+
+    def _validation_scoring(self) -> tuple[str, EpochScoring]:
+        return "valid_mae", EpochScoring(_valid_mae, name="valid_mae", lower_is_better=True)
+
+    def _check_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
+        try:
+            y = y.astype(np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"Regression targets must be numbers: {exc}") from exc
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1D or 2D, got shape {y.shape}.")
+        finite = np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"y[{int(np.flatnonzero(~finite)[0])}] is NaN or infinite.")
+        y2d = y.reshape(len(y), -1)
+        if reset:
+            self.n_outputs_ = y2d.shape[1]
+            self.target_ndim_ = y.ndim
+            self.target_mean_ = y2d.mean(axis=0)
+        elif y2d.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y2d.shape[1]} outputs; the model predicts {self.n_outputs_}.")
+        return y2d
+
+    def _n_outputs(self) -> int:
+        return self.n_outputs_
+
+    def initialize_module(self):
+        super().initialize_module()
+        with torch.no_grad():
+            self.module_.output_layer.bias.copy_(torch.as_tensor(self.target_mean_))
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict targets for volumes ``X``.
+
+        Returns
+        -------
+        ndarray of shape (n_subjects,) (or (n_subjects, n_outputs) for 2D y)
+        """
+        prediction = self._predict_raw(X)
+        return prediction.ravel() if self.target_ndim_ == 1 else prediction
+
+
+class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
+    __doc__ = (
+        """2D-slice set network classifier for 3D MRI, e.g. AD vs CN.
+
+    The same network as :class:`SliceCNNRegressor`. Labels may be any
+    hashable values (``"AD"``/``"CN"``); two classes use one logit with
+    ``BCEWithLogitsLoss`` (the paper's), more classes use ``CrossEntropyLoss``.
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMS_DOC
+        + """    classes : array-like or None, default=None
+        All class labels, when a training set may miss some; inferred from
+        ``y`` otherwise.
+    criterion : loss class or None, default=None
+        ``None`` picks ``BCEWithLogitsLoss`` for two classes and
+        ``CrossEntropyLoss`` for more.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels, in the column order of ``predict_proba``.
+    module_ : SliceNet
+        The trained network.
+    n_slices_ : int
+        Slices per training volume along ``axis``.
+    volume_shape_ : tuple of int
+        Shape of the training volumes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slicelearn import SliceCNNClassifier
+    >>> from slicelearn.datasets import make_slice_position_task
+    >>> X, k = make_slice_position_task(n_subjects=24, random_state=0)
+    >>> y = np.where(k < 20, "early", "late")
+    >>> clf = SliceCNNClassifier(encoder="cnn2d", weights=None, max_epochs=2,
+    ...                          verbose=0, random_state=0).fit(X, y)
+    >>> sorted(set(clf.predict(X))) <= ["early", "late"]
+    True
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    """
+    )
+
+    def __init__(
+        self,
+        encoder: str | nn.Module = "resnet18",
+        weights: str | None = "imagenet",
+        pooling: str = "attention",
+        position_embedding: str | None = "learned",
+        axis: str = "sagittal",
+        embed_dim: int = 32,
+        attention_heads: int = 4,
+        head_hidden: int | None = 64,
+        dropout: float = 0.0,
+        freeze_encoder: bool = False,
+        standardize: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        *,
+        classes: Any = None,
+        criterion: type[nn.Module] | None = None,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+        lr: float = 1e-4,
+        max_epochs: int = 30,
+        batch_size: int = 8,
+        train_split: Any = ValidSplit(0.2, stratified=True, random_state=0),
+        callbacks: Any = None,
+        device: str = "auto",
+        verbose: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        kwargs = {**_ROUTED_DEFAULTS, **kwargs}
+        super().__init__(
+            SliceNet,
+            criterion=criterion,
+            classes=classes,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            callbacks=callbacks,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.encoder = encoder
+        self.weights = weights
+        self.pooling = pooling
+        self.position_embedding = position_embedding
+        self.axis = axis
+        self.embed_dim = embed_dim
+        self.attention_heads = attention_heads
+        self.head_hidden = head_hidden
+        self.dropout = dropout
+        self.freeze_encoder = freeze_encoder
+        self.standardize = standardize
+        self.random_state = random_state
+
+    def _validation_scoring(self) -> tuple[str, EpochScoring]:
+        return "valid_acc", EpochScoring(_valid_accuracy, name="valid_acc", lower_is_better=False)
+
+    @property
+    def classes_(self) -> np.ndarray:
+        try:
+            return self.label_encoder_.classes_
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} is not fitted yet: it has no classes_."
+            ) from None
+
+    def check_data(self, X: Any, y: Any) -> None:
+        # The labels were encoded and checked in fit; skorch's inference of
+        # classes from the encoded y would shadow the original labels.
+        return None
+
+    def _check_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
+        if y.ndim != 1:
+            raise ValueError(f"Class labels y must be 1D, got shape {y.shape}.")
+        missing = [i for i, label in enumerate(y) if label is None or label != label]
+        if missing:
+            raise ValueError(f"y[{missing[0]}] is missing (None or NaN).")
+        if reset:
+            encoder = LabelEncoder().fit(y if self.classes is None else np.asarray(self.classes))
+            if len(encoder.classes_) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least two classes; y holds only "
+                    f"{encoder.classes_.tolist()}."
+                )
+            self.label_encoder_ = encoder
+        unknown = np.setdiff1d(np.unique(y), self.label_encoder_.classes_)
+        if len(unknown):
+            raise ValueError(
+                f"y holds labels {unknown.tolist()} that are not among the classes "
+                f"{self.label_encoder_.classes_.tolist()}."
+            )
+        return self.label_encoder_.transform(y).astype(np.int64)
+
+    def _n_outputs(self) -> int:
+        n_classes = len(self.classes_)
+        return 1 if n_classes == 2 else n_classes
+
+    def initialize_criterion(self):
+        criterion = self.criterion
+        if criterion is None:
+            binary = len(self.classes_) == 2
+            criterion = nn.BCEWithLogitsLoss if binary else nn.CrossEntropyLoss
+        self.criterion_ = self.initialized_instance(criterion, self.get_params_for("criterion"))
+        return self
+
+    def get_loss(self, y_pred, y_true, *args, **kwargs):
+        if isinstance(self.criterion_, nn.BCEWithLogitsLoss):
+            y_pred = y_pred.reshape(-1)
+            y_true = y_true.to(y_pred.dtype).reshape(-1)
+        return NeuralNet.get_loss(self, y_pred, y_true, *args, **kwargs)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Returns
+        -------
+        ndarray of shape (n_subjects, n_classes)
+        """
+        return self._predict_raw(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict class labels (the original labels, e.g. ``"AD"``/``"CN"``).
+
+        Returns
+        -------
+        ndarray of shape (n_subjects,)
+        """
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

