@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
@@ -66,6 +67,11 @@ def _valid_mae(net: NeuralNet, X: Any, y: Any) -> float:
 def _valid_accuracy(net: NeuralNet, X: Any, y: Any) -> float:
     # y holds the encoded labels that training sees; predict returns the originals.
     return accuracy_score(net.classes_[np.asarray(y)], net.predict(X))
+
+
+def _binary_logit_to_proba(logits: torch.Tensor) -> torch.Tensor:
+    positive = torch.sigmoid(logits.reshape(-1))
+    return torch.stack([1 - positive, positive], dim=1)
 
 
 class _SliceCNNMixin:
@@ -177,7 +183,7 @@ class _SliceCNNMixin:
 
     def initialize_module(self):
         if not hasattr(self, "n_slices_"):
-            raise RuntimeError(
+            raise NotFittedError(
                 f"{type(self).__name__} builds its network from the training data: call fit."
             )
         kwargs = {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
@@ -552,6 +558,13 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
             y_pred = y_pred.reshape(-1)
             y_true = y_true.to(y_pred.dtype).reshape(-1)
         return NeuralNet.get_loss(self, y_pred, y_true, *args, **kwargs)
+
+    def _get_predict_nonlinearity(self):
+        if self.predict_nonlinearity == "auto" and isinstance(
+            self.criterion_, nn.BCEWithLogitsLoss
+        ):
+            return _binary_logit_to_proba
+        return super()._get_predict_nonlinearity()
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``.

@@ -31,6 +31,9 @@ ENCODER_NAMES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "cnn2
 
 WeightsSpec = str | os.PathLike | None
 
+# Classifier layers of torchvision and timm models, removed from encoders.
+_CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.")
+
 
 class PretrainedWeightsUnavailableError(RuntimeError):
     """Raised when ImageNet weights cannot be downloaded and are not cached."""
@@ -122,7 +125,10 @@ def fold_rgb_stem(module: nn.Module) -> nn.Module:
         if isinstance(conv, nn.Conv2d):
             if conv.in_channels != 3 or conv.groups != 1:
                 break
-            conv.weight = nn.Parameter(conv.weight.detach().sum(dim=1, keepdim=True))
+            conv.weight = nn.Parameter(
+                conv.weight.detach().sum(dim=1, keepdim=True),
+                requires_grad=conv.weight.requires_grad,
+            )
             conv.in_channels = 1
             return module
     raise ValueError("Cannot fold the stem: the first convolution does not take 3 channels.")
@@ -153,6 +159,13 @@ def _load_state_dict_file(path: os.PathLike | str) -> dict[str, torch.Tensor]:
 def _load_user_weights(encoder: nn.Module, path: os.PathLike | str) -> None:
     """Load a user state dict, accepting both RGB and already folded stems."""
     state = _load_state_dict_file(path)
+    expected = encoder.state_dict()
+    # A full ImageNet checkpoint also holds the classifier that the encoder drops.
+    state = {
+        key: value
+        for key, value in state.items()
+        if key in expected or not key.startswith(_CLASSIFIER_PREFIXES)
+    }
     stem = next((v for v in state.values() if v.ndim == 4), None)
     if stem is not None and stem.shape[1] == 1 and _first_conv_in_channels(encoder) == 3:
         fold_rgb_stem(encoder)
@@ -244,11 +257,9 @@ def _timm_encoder(model_name: str, weights: WeightsSpec) -> nn.Module:
 
     try:
         model = timm.create_model(model_name, pretrained=weights == "imagenet", num_classes=0)
-    except RuntimeError as exc:
+    except Exception as exc:  # unknown names, or hub download failures when offline
         if "Unknown model" in str(exc):
             raise ValueError(f"timm has no model named {model_name!r}.") from exc
-        raise
-    except Exception as exc:  # hub download failures when offline
         raise PretrainedWeightsUnavailableError(
             f"timm could not load pretrained weights for {model_name!r} "
             f"({type(exc).__name__}: {exc}). Go online once so timm caches them, pass "
@@ -311,6 +322,7 @@ def build_encoder(encoder: str | nn.Module = "resnet18", weights: WeightsSpec = 
     torch.Size([3, 1280])
     """
     if isinstance(encoder, nn.Module):
+        _check_weights(type(encoder).__name__, weights)
         if weights == "imagenet":
             raise ValueError("weights='imagenet' needs a named encoder, not a module instance.")
         model = copy.deepcopy(encoder)

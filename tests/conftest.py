@@ -1,0 +1,61 @@
+"""Shared test fixtures: a tiny encoder and small synthetic volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+
+class TinyEncoder(nn.Module):
+    """A blob detector small enough for fast tests: conv, ReLU, global max."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_encoder() -> TinyEncoder:
+    return TinyEncoder()
+
+
+@pytest.fixture
+def small_volumes() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 8, 10, 9)).astype(np.float32)
+    y = X[:, :4].mean(axis=(1, 2, 3)) * 10 + 50
+    return X, y.astype(np.float32)
+
+
+def fast_params(**overrides):
+    """Estimator parameters for second-scale fits on tiny volumes."""
+    params = dict(
+        weights=None,
+        max_epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        verbose=0,
+        random_state=0,
+        embed_dim=8,
+        attention_heads=2,
+        head_hidden=8,
+    )
+    params.update(overrides)
+    if "encoder" not in params:
+        params["encoder"] = TinyEncoder()
+    return params

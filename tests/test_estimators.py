@@ -1,0 +1,279 @@
+"""The scikit-learn estimators: fitting, prediction, parameters, and sklearn tools."""
+
+from __future__ import annotations
+
+import pickle
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import TinyEncoder, fast_params
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from slicelearn import SliceCNNClassifier, SliceCNNRegressor
+from slicelearn.datasets import make_slice_position_task
+from slicelearn.nn import MaxPooling, SinusoidalPositionEmbedding
+
+
+def test_regressor_predicts_1d_and_scores_r2(small_volumes):
+    X, y = small_volumes
+    est = SliceCNNRegressor(**fast_params()).fit(X, y)
+    prediction = est.predict(X)
+    assert prediction.shape == (12,) and prediction.dtype == np.float32
+    assert est.score(X, y) == pytest.approx(r2_score(y, prediction), rel=1e-5)
+    assert est.n_slices_ == 8 and est.volume_shape_ == (8, 10, 9)
+    assert {"train_loss", "valid_loss", "valid_mae"} <= set(est.history[-1])
+
+
+def test_regressor_output_bias_starts_at_training_mean(small_volumes):
+    X, y = small_volumes
+    est = SliceCNNRegressor(**fast_params(lr=0.0, max_epochs=1, train_split=None)).fit(X, y)
+    bias = est.module_.output_layer.bias.detach().numpy()
+    np.testing.assert_allclose(bias, [y.mean()], rtol=1e-6)
+
+
+def test_regressor_two_dimensional_targets(small_volumes):
+    X, y = small_volumes
+    Y = np.stack([y, -y], axis=1)
+    est = SliceCNNRegressor(**fast_params(train_split=None)).fit(X, Y)
+    assert est.predict(X).shape == (12, 2)
+    np.testing.assert_allclose(est.target_mean_, Y.mean(axis=0), rtol=1e-6)
+
+
+def test_classifier_returns_original_labels_and_probabilities(small_volumes):
+    X, _ = small_volumes
+    y = np.array(["AD", "CN"] * 6)
+    clf = SliceCNNClassifier(**fast_params()).fit(X, y)
+    assert list(clf.classes_) == ["AD", "CN"]
+    assert isinstance(clf.criterion_, torch.nn.BCEWithLogitsLoss)
+    assert clf.module_.output_layer.out_features == 1
+    proba = clf.predict_proba(X)
+    assert proba.shape == (12, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    labels = clf.predict(X)
+    assert set(labels) <= {"AD", "CN"}
+    np.testing.assert_array_equal(labels, clf.classes_[proba.argmax(axis=1)])
+    assert clf.score(X, y) == pytest.approx(accuracy_score(y, labels))
+    assert "valid_acc" in clf.history[-1]
+
+
+def test_classifier_multiclass_uses_cross_entropy(small_volumes):
+    X, _ = small_volumes
+    y = np.array(["CN", "MCI", "AD"] * 4)
+    clf = SliceCNNClassifier(**fast_params(train_split=None)).fit(X, y)
+    assert list(clf.classes_) == ["AD", "CN", "MCI"]
+    assert isinstance(clf.criterion_, torch.nn.CrossEntropyLoss)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (12, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert set(clf.predict(X)) <= {"AD", "CN", "MCI"}
+
+
+def _blob_or_not(n_subjects, random_state):
+    X, _ = make_slice_position_task(n_subjects, shape=(8, 12, 12), random_state=random_state)
+    rng = np.random.default_rng(random_state)
+    has_blob = rng.random(n_subjects) < 0.5
+    noise_only = rng.normal(size=X.shape).astype(np.float32)
+    X[~has_blob] = noise_only[~has_blob]
+    return X, np.where(has_blob, "blob", "none")
+
+
+def test_classifier_learns_a_separable_task():
+    X, y = _blob_or_not(80, random_state=0)
+    X_test, y_test = _blob_or_not(60, random_state=1)
+    clf = SliceCNNClassifier(
+        **fast_params(pooling="max", position_embedding=None, max_epochs=15, train_split=None)
+    ).fit(X, y)
+    assert clf.score(X_test, y_test) >= 0.9
+
+
+def test_get_params_set_params_and_clone_round_trip(small_volumes):
+    est = SliceCNNRegressor(
+        **fast_params(pooling="mean", position_embedding="sinusoidal", optimizer__weight_decay=0.5)
+    )
+    params = est.get_params(deep=False)
+    for name in ("encoder", "pooling", "position_embedding", "axis", "embed_dim", "lr",
+                 "max_epochs", "batch_size", "device", "random_state", "freeze_encoder"):
+        assert name in params
+    assert params["device"] == "auto" and params["optimizer__weight_decay"] == 0.5
+    assert "module" not in params
+    cloned = clone(est)
+    cloned_params = cloned.get_params(deep=False)
+    assert set(cloned_params) == set(params)
+    for name, value in params.items():
+        if name in ("encoder", "train_split"):
+            assert type(cloned_params[name]) is type(value)
+        else:
+            assert cloned_params[name] == value, name
+    # Defaults that skorch routes are parameters too.
+    assert SliceCNNRegressor().get_params()["optimizer__weight_decay"] == 1e-4
+
+    X, y = small_volumes
+    est.set_params(pooling="max", position_embedding="sinusoidal")
+    est.fit(X, y)
+    assert isinstance(est.module_.pooling, MaxPooling)
+    assert isinstance(est.module_.position, SinusoidalPositionEmbedding)
+    est.set_params(encoder=TinyEncoder(channels=3))
+    est.fit(X, y)
+    assert est.module_.encoder.out_features == 3
+
+
+def test_fit_never_trains_the_callers_encoder(small_volumes):
+    X, y = small_volumes
+    encoder = TinyEncoder()
+    before = [p.detach().clone() for p in encoder.parameters()]
+    SliceCNNRegressor(**fast_params(encoder=encoder, lr=0.1)).fit(X, y)
+    for old, new in zip(before, encoder.parameters()):
+        torch.testing.assert_close(old, new)
+
+
+def test_device_auto_resolves_but_stays_a_parameter():
+    est = SliceCNNRegressor(**fast_params())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert est.device == expected
+    assert est.get_params()["device"] == "auto"
+    est.set_params(device="cpu")
+    assert est.get_params()["device"] == "cpu"
+
+
+def test_pickle_round_trip_gives_identical_predictions(small_volumes):
+    X, y = small_volumes
+    est = SliceCNNRegressor(**fast_params()).fit(X, y)
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(restored.predict(X), est.predict(X))
+    assert restored.get_params()["device"] == "auto"
+    clf = SliceCNNClassifier(**fast_params(train_split=None)).fit(X, ["a", "b"] * 6)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X),
+                                  clf.predict_proba(X))
+
+
+def test_random_state_makes_fits_reproducible_without_touching_global_rng(small_volumes):
+    X, y = small_volumes
+    encoder = TinyEncoder()
+    state = torch.get_rng_state()
+    first = SliceCNNRegressor(**fast_params(encoder=encoder, random_state=3)).fit(X, y).predict(X)
+    second = SliceCNNRegressor(**fast_params(encoder=encoder, random_state=3)).fit(X, y).predict(X)
+    other = SliceCNNRegressor(**fast_params(encoder=encoder, random_state=4)).fit(X, y).predict(X)
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(first, other)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_best_validation_epoch_is_restored():
+    X, y = make_slice_position_task(40, shape=(8, 12, 12), random_state=0)
+    est = SliceCNNRegressor(**fast_params(max_epochs=8, lr=3e-2, position_embedding="sinusoidal"))
+    est.fit(X, y)
+    valid_losses = est.history[:, "valid_loss"]
+    dataset = est.get_dataset(X, y.reshape(-1, 1))
+    _, valid = est.train_split(dataset, y)
+    indices = np.asarray(valid.indices)
+    mse = float(np.mean((est.predict(X[indices]) - y[indices]) ** 2))
+    assert mse == pytest.approx(min(valid_losses), rel=1e-4)
+
+
+def test_works_in_pipeline_and_cross_validation(small_volumes):
+    X, y = small_volumes
+    pipe = Pipeline(
+        [("identity", FunctionTransformer()), ("model", SliceCNNRegressor(**fast_params()))]
+    )
+    scores = cross_val_score(pipe, X, y, cv=KFold(3), scoring="neg_mean_absolute_error")
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+def test_grid_search_over_pooling_and_position_embedding(small_volumes):
+    X, y = small_volumes
+    grid = {
+        "pooling": ["mean", "max", "attention"],
+        "position_embedding": [None, "learned", "sinusoidal"],
+    }
+    search = GridSearchCV(
+        SliceCNNRegressor(**fast_params(max_epochs=1, train_split=None)), grid, cv=2
+    )
+    search.fit(X, y)
+    assert set(search.best_params_) == {"pooling", "position_embedding"}
+    assert len(search.cv_results_["params"]) == 9
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.module_.pooling.__class__.__name__.lower().startswith(
+        search.best_params_["pooling"]
+    )
+
+
+def test_nifti_paths_and_images_are_accepted(tmp_path, small_volumes):
+    X, y = small_volumes
+    paths = []
+    for index, volume in enumerate(X[:6]):
+        path = tmp_path / f"sub-{index}_T1w.nii.gz"
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+        paths.append(str(path))
+    est = SliceCNNRegressor(**fast_params(train_split=None)).fit(paths, y[:6])
+    from_paths = est.predict(paths)
+    np.testing.assert_allclose(from_paths, est.predict(X[:6]), rtol=1e-6)
+    images = [nib.load(p) for p in paths]
+    np.testing.assert_allclose(est.predict(images), from_paths, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("position_embedding", "pooling", "expect_learns"),
+    [
+        ("learned", "mean", True),
+        ("sinusoidal", "attention", True),
+        (None, "mean", False),
+    ],
+)
+def test_position_information_reaches_the_prediction(position_embedding, pooling, expect_learns):
+    """Target = index of the slice holding a blob: solvable only with position."""
+    X, y = make_slice_position_task(300, shape=(16, 20, 20), random_state=0)
+    X_test, y_test = make_slice_position_task(150, shape=(16, 20, 20), random_state=1)
+    est = SliceCNNRegressor(
+        **fast_params(
+            pooling=pooling,
+            position_embedding=position_embedding,
+            embed_dim=32,
+            attention_heads=4,
+            head_hidden=64,
+            max_epochs=40,
+            batch_size=16,
+        )
+    ).fit(X, y)
+    r2 = est.score(X_test, y_test)
+    if expect_learns:
+        assert r2 > 0.9
+    else:
+        assert r2 < 0.2
+
+
+def test_bad_input_gets_clear_errors(tmp_path, small_volumes):
+    X, y = small_volumes
+    est = SliceCNNRegressor(**fast_params())
+    with pytest.raises(ValueError, match="12 volumes but y has 5"):
+        est.fit(X, y[:5])
+    bad_y = y.copy()
+    bad_y[7] = np.nan
+    with pytest.raises(ValueError, match=r"y\[7\]"):
+        est.fit(X, bad_y)
+    bad_X = X.copy()
+    bad_X[4, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"X\[4\]"):
+        est.fit(bad_X, y)
+    with pytest.raises(ValueError, match="empty"):
+        est.fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match="at least two classes"):
+        SliceCNNClassifier(**fast_params()).fit(X, ["AD"] * 12)
+    with pytest.raises(ValueError, match=r"y\[2\] is missing"):
+        SliceCNNClassifier(**fast_params()).fit(X, ["AD", "CN", None] * 4)
+    with pytest.raises(FileNotFoundError, match="nope.nii.gz"):
+        est.fit([str(tmp_path / "nope.nii.gz")] * 12, y)
+    with pytest.raises(ValueError, match="Unknown pooling"):
+        SliceCNNRegressor(**fast_params(pooling="median")).fit(X, y)
+
+    fitted = SliceCNNRegressor(**fast_params(position_embedding="learned")).fit(X, y)
+    with pytest.raises(ValueError, match="trained on 8 sagittal slices.*sinusoidal"):
+        fitted.predict(np.zeros((2, 9, 10, 9), dtype=np.float32))
+    with pytest.raises(NotFittedError, match="builds its network from the training data"):
+        SliceCNNRegressor(**fast_params()).initialize()
