@@ -98,8 +98,19 @@ def test_get_params_set_params_and_clone_round_trip(small_volumes):
         **fast_params(pooling="mean", position_embedding="sinusoidal", optimizer__weight_decay=0.5)
     )
     params = est.get_params(deep=False)
-    for name in ("encoder", "pooling", "position_embedding", "axis", "embed_dim", "lr",
-                 "max_epochs", "batch_size", "device", "random_state", "freeze_encoder"):
+    for name in (
+        "encoder",
+        "pooling",
+        "position_embedding",
+        "axis",
+        "embed_dim",
+        "lr",
+        "max_epochs",
+        "batch_size",
+        "device",
+        "random_state",
+        "freeze_encoder",
+    ):
         assert name in params
     assert params["device"] == "auto" and params["optimizer__weight_decay"] == 0.5
     assert "module" not in params
@@ -149,8 +160,9 @@ def test_pickle_round_trip_gives_identical_predictions(small_volumes):
     np.testing.assert_array_equal(restored.predict(X), est.predict(X))
     assert restored.get_params()["device"] == "auto"
     clf = SliceCNNClassifier(**fast_params(train_split=None)).fit(X, ["a", "b"] * 6)
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X),
-                                  clf.predict_proba(X))
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(clf)).predict_proba(X), clf.predict_proba(X)
+    )
 
 
 def test_random_state_makes_fits_reproducible_without_touching_global_rng(small_volumes):
@@ -280,3 +292,21 @@ def test_bad_input_gets_clear_errors(tmp_path, small_volumes):
         fitted.predict(np.zeros((2, 9, 10, 9), dtype=np.float32))
     with pytest.raises(NotFittedError, match="builds its network from the training data"):
         SliceCNNRegressor(**fast_params()).initialize()
+
+
+def test_sinusoidal_model_predicts_on_other_slice_counts(small_volumes):
+    X, y = small_volumes
+    est = SliceCNNRegressor(**fast_params(position_embedding="sinusoidal")).fit(X, y)
+    more_slices = np.random.default_rng(1).normal(size=(3, 11, 10, 9)).astype(np.float32)
+    prediction = est.predict(more_slices)
+    assert prediction.shape == (3,) and np.isfinite(prediction).all()
+
+
+def test_frozen_encoder_keeps_its_weights(small_volumes):
+    X, y = small_volumes
+    encoder = TinyEncoder()
+    est = SliceCNNRegressor(**fast_params(encoder=encoder, freeze_encoder=True, lr=0.1)).fit(X, y)
+    for trained, original in zip(est.module_.encoder.parameters(), encoder.parameters()):
+        torch.testing.assert_close(trained, original)
+    head_before = SliceCNNRegressor(**fast_params(encoder=encoder, lr=0.0)).fit(X, y)
+    assert not torch.allclose(est.module_.projection.weight, head_before.module_.projection.weight)

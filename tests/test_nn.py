@@ -51,8 +51,9 @@ def test_axis_cuts_the_documented_slices(axis, expected_slice):
     volumes = torch.randn(2, 5, 6, 7)
     recorder = ShapeRecorder()
     n_slices = {"sagittal": 5, "coronal": 6, "axial": 7}[axis]
-    net = SliceNet(recorder, axis=axis, standardize=False, n_slices=n_slices, embed_dim=4,
-                   attention_heads=1)
+    net = SliceNet(
+        recorder, axis=axis, standardize=False, n_slices=n_slices, embed_dim=4, attention_heads=1
+    )
     net(volumes)
     (seen,) = net.encoder.seen  # the net trains a deep copy of the given module
     slices = seen.view(2, n_slices, *seen.shape[-2:])
@@ -91,7 +92,10 @@ def test_details_expose_slice_embeddings_and_attention():
     torch.testing.assert_close(out.attention.sum(dim=1), torch.ones(3))
     assert (out.attention >= 0).all()
     for pooling in ("mean", "max"):
-        assert small_net(pooling=pooling)(torch.randn(1, 6, 10, 9), return_details=True).attention is None
+        assert (
+            small_net(pooling=pooling)(torch.randn(1, 6, 10, 9), return_details=True).attention
+            is None
+        )
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "attention"])

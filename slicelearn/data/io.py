@@ -26,7 +26,9 @@ def _describe(item: Any, index: int) -> str:
     return f"X[{index}]"
 
 
-def load_image(item: str | os.PathLike | nib.spatialimages.SpatialImage, index: int = 0) -> np.ndarray:
+def load_image(
+    item: str | os.PathLike | nib.spatialimages.SpatialImage, index: int = 0
+) -> np.ndarray:
     """Load one NIfTI path or nibabel image as a RAS-canonical float32 3D array.
 
     Parameters
@@ -61,8 +63,7 @@ def load_image(item: str | os.PathLike | nib.spatialimages.SpatialImage, index: 
         image = image.slicer[..., 0]
     if len(image.shape) != 3:
         raise ValueError(
-            f"{where} has shape {image.shape}; expected a 3D volume "
-            "(or 4D with a single volume)."
+            f"{where} has shape {image.shape}; expected a 3D volume (or 4D with a single volume)."
         )
     try:
         image = nib.as_closest_canonical(image)

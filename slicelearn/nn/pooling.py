@@ -46,9 +46,7 @@ class AttentionPooling(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int = 4) -> None:
         super().__init__()
         if embed_dim % num_heads:
-            raise ValueError(
-                f"attention_heads={num_heads} must divide embed_dim={embed_dim}."
-            )
+            raise ValueError(f"attention_heads={num_heads} must divide embed_dim={embed_dim}.")
         self.query = nn.Parameter(torch.randn(1, 1, embed_dim) * embed_dim**-0.5)
         self.attention = nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(embed_dim)

@@ -90,7 +90,9 @@ def build_position_embedding(kind: str | None, n_slices: int | None, embed_dim: 
         return nn.Identity()
     if kind == "learned":
         if n_slices is None:
-            raise ValueError("position_embedding='learned' needs n_slices, the training slice count.")
+            raise ValueError(
+                "position_embedding='learned' needs n_slices, the training slice count."
+            )
         return LearnedPositionEmbedding(n_slices, embed_dim)
     if kind == "sinusoidal":
         return SinusoidalPositionEmbedding(embed_dim)

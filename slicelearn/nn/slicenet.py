@@ -1,8 +1,9 @@
 """The 2D-slice set network: a plain ``nn.Module``, usable without scikit-learn.
 
 A volume is cut into all of its slices along one axis; one shared 2D encoder
-embeds every slice; a position embedding of the slice index is added; a
-per-slice MLP mixes position and content; a permutation-invariant pooling
+embeds every slice, projected to ``embed_dim`` and layer-normalised; a
+position embedding of the slice index is added; a per-slice MLP mixes
+position and content; a permutation-invariant pooling
 combines the slices; a small head predicts the target (Gupta et al., ISBI
 2021 and 2023).
 """
@@ -29,9 +30,7 @@ def slice_axis_dim(axis: str) -> int:
     try:
         return AXES[axis]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"Unknown axis {axis!r}; choose one of {', '.join(AXES)}."
-        ) from None
+        raise ValueError(f"Unknown axis {axis!r}; choose one of {', '.join(AXES)}.") from None
 
 
 class SliceNetOutput(NamedTuple):
@@ -141,6 +140,9 @@ class SliceNet(nn.Module):
         self.freeze_encoder = freeze_encoder
         self.encoder = build_encoder(encoder, weights)
         self.projection = nn.Linear(self.encoder.out_features, embed_dim)
+        # Encoder features come at any scale (EfficientNet's are ~0.07); unit-scale
+        # tokens keep the content comparable with the position embedding.
+        self.embedding_norm = nn.LayerNorm(embed_dim)
         self.position = build_position_embedding(position_embedding, n_slices, embed_dim)
         self.mixer = SliceMixer(embed_dim, dropout)
         self.pooling = build_pooling(pooling, embed_dim, attention_heads)
@@ -174,12 +176,14 @@ class SliceNet(nn.Module):
         if volumes.ndim == 5:
             if volumes.shape[1] != 1:
                 raise ValueError(
-                    f"Expected one channel in (B, 1, X, Y, Z) input, got shape {tuple(volumes.shape)}."
+                    "Expected one channel in (B, 1, X, Y, Z) input, "
+                    f"got shape {tuple(volumes.shape)}."
                 )
             volumes = volumes[:, 0]
         if volumes.ndim != 4:
             raise ValueError(
-                f"Expected volumes of shape (B, X, Y, Z) or (B, 1, X, Y, Z), got {tuple(volumes.shape)}."
+                "Expected volumes of shape (B, X, Y, Z) or (B, 1, X, Y, Z), "
+                f"got {tuple(volumes.shape)}."
             )
         dtype = self.projection.weight.dtype
         volumes = volumes.to(dtype=dtype)
@@ -201,7 +205,7 @@ class SliceNet(nn.Module):
                 f"{self.axis} slices of this input are {height}x{width}."
             )
         features = self.encoder(slices.reshape(batch * n_slices, 1, height, width))
-        tokens = self.projection(features).view(batch, n_slices, -1)
+        tokens = self.embedding_norm(self.projection(features)).view(batch, n_slices, -1)
         return self.mixer(self.position(tokens))
 
     def forward(
