@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.preprocessing import LabelEncoder
@@ -26,7 +27,9 @@ from skorch.dataset import ValidSplit
 from skorch.utils import is_dataset
 from torch import nn
 
-from .data.io import load_volumes
+from .data.dataset import VolumeDataset, VolumeLoadError
+from .data.io import check_headers, is_image_list, load_volumes
+from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
 from .nn.slicenet import SliceNet, slice_axis_dim
 
 __all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
@@ -117,24 +120,58 @@ class _SliceCNNMixin:
         self.__dict__["device"] = requested
 
     # -- data ------------------------------------------------------------------
-    def _check_X(self, X: Any, reset: bool) -> np.ndarray:
-        volumes = load_volumes(X)
+    def _check_X(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:
+        """Validate X: an in-memory float32 array, or lazy volumes for scans."""
+        if isinstance(X, PreprocessedVolumes) or is_image_list(X):
+            volumes = self._lazy_volumes(X, reset)
+            shape = volumes.shape[1:]
+        else:
+            if self.preprocessing is not None:
+                raise ValueError(
+                    "preprocessing applies to NIfTI paths or images; an array carries no "
+                    "affine. Pass the scans, or preprocess the array yourself."
+                )
+            volumes = load_volumes(X)
+            shape = volumes.shape[1:]
+            if reset:
+                self.preprocessor_ = None
         slice_dim = slice_axis_dim(self.axis)
         if reset:
-            self.volume_shape_ = tuple(volumes.shape[1:])
-            self.n_slices_ = int(volumes.shape[slice_dim])
-        elif self.position_embedding == "learned" and volumes.shape[slice_dim] != self.n_slices_:
+            self.volume_shape_ = tuple(shape)
+            self.n_slices_ = int(shape[slice_dim - 1])
+        elif self.position_embedding == "learned" and shape[slice_dim - 1] != self.n_slices_:
             raise ValueError(
                 f"The model was trained on {self.n_slices_} {self.axis} slices per volume "
                 f"and its learned position embedding needs that count; X has "
-                f"{volumes.shape[slice_dim]}. Resample X to the training grid "
+                f"{shape[slice_dim - 1]}. Resample X to the training grid "
                 f"{self.volume_shape_}, or train with position_embedding='sinusoidal'."
             )
         return volumes
 
+    def _lazy_volumes(self, X: Any, reset: bool) -> PreprocessedVolumes:
+        """Scans stay on disk: only headers are read here, voxels in the DataLoader."""
+        if isinstance(X, PreprocessedVolumes):
+            preprocessor, items = X.preprocessor, X.items
+        else:
+            items = list(X)
+            preprocessor = getattr(self, "preprocessor_", None) if not reset else None
+            if preprocessor is None:
+                template = self.preprocessing
+                if template is None:
+                    # Reorientation only: the network z-scores each volume itself.
+                    template = VolumePreprocessor(target=None, normalize=None, cache_dir=None)
+                preprocessor = clone(template).fit(items)
+            if reset:
+                self.preprocessor_ = preprocessor
+        check_headers(items, same_shape=preprocessor.keeps_native_grid)
+        return PreprocessedVolumes(items, preprocessor)
+
     def get_dataset(self, X: Any, y: Any = None):
-        if not is_dataset(X):
-            X = self._check_X(X, reset=False)
+        if is_dataset(X):
+            return X
+        X = X if isinstance(X, PreprocessedVolumes) else self._check_X(X, reset=False)
+        if isinstance(X, PreprocessedVolumes):
+            return VolumeDataset(X, y)
         return super().get_dataset(X, y)
 
     def _check_y_length(self, y: Any, n_samples: int) -> np.ndarray:
@@ -174,8 +211,19 @@ class _SliceCNNMixin:
         with self._seed():
             if not keep:
                 self.initialize()
-            NeuralNet.partial_fit(self, X, y, **fit_params)
+            self._train(X, y, **fit_params)
         return self
+
+    def _train(self, X: Any, y: Any, **fit_params) -> None:
+        try:
+            NeuralNet.partial_fit(self, X, y, **fit_params)
+        except VolumeLoadError as exc:
+            completed = max(len(self.history) - 1, 0)
+            raise VolumeLoadError(
+                f"{exc}\nTraining stopped in epoch {completed + 1}. The estimator keeps the "
+                f"weights trained so far and the history of {completed} completed epoch(s); "
+                "fix or drop that scan, then call partial_fit to continue."
+            ) from exc
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params):
         """Train further on ``X``, ``y`` (the first call behaves like ``fit``)."""
@@ -183,7 +231,7 @@ class _SliceCNNMixin:
             return self.fit(X, y, **fit_params)
         X = self._check_X(X, reset=False)
         y = self._check_y(self._check_y_length(y, len(X)), reset=False)
-        NeuralNet.partial_fit(self, X, y, **fit_params)
+        self._train(X, y, **fit_params)
         return self
 
     def initialize_module(self):
@@ -248,6 +296,10 @@ _COMMON_PARAMS_DOC = """
         Keep the encoder fixed and train only the rest.
     standardize : bool, default=True
         z-score every volume as a whole before slicing.
+    preprocessing : VolumePreprocessor or None, default=None
+        Applied to NIfTI paths or images, lazily in the DataLoader and cached
+        on disk (see :class:`slicelearn.data.VolumePreprocessor`). ``None``
+        only reorients scans to RAS; they must then share one shape.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation and batch order, so a CPU fit is
         reproducible; the caller's global torch RNG is left untouched.
@@ -323,6 +375,7 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         dropout: float = 0.0,
         freeze_encoder: bool = False,
         standardize: bool = True,
+        preprocessing: VolumePreprocessor | None = None,
         random_state: int | np.random.RandomState | None = None,
         *,
         criterion: type[nn.Module] = nn.MSELoss,
@@ -361,6 +414,7 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         self.dropout = dropout
         self.freeze_encoder = freeze_encoder
         self.standardize = standardize
+        self.preprocessing = preprocessing
         self.random_state = random_state
 
     def _validation_scoring(self) -> tuple[str, EpochScoring]:
@@ -463,6 +517,7 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         dropout: float = 0.0,
         freeze_encoder: bool = False,
         standardize: bool = True,
+        preprocessing: VolumePreprocessor | None = None,
         random_state: int | np.random.RandomState | None = None,
         *,
         classes: Any = None,
@@ -503,6 +558,7 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         self.dropout = dropout
         self.freeze_encoder = freeze_encoder
         self.standardize = standardize
+        self.preprocessing = preprocessing
         self.random_state = random_state
 
     def _validation_scoring(self) -> tuple[str, EpochScoring]:

@@ -289,7 +289,7 @@ def test_bad_input_gets_clear_errors(tmp_path, small_volumes):
 
     fitted = SliceCNNRegressor(**fast_params(position_embedding="learned")).fit(X, y)
     with pytest.raises(ValueError, match="trained on 8 sagittal slices.*sinusoidal"):
-        fitted.predict(np.zeros((2, 9, 10, 9), dtype=np.float32))
+        fitted.predict(np.ones((2, 9, 10, 9), dtype=np.float32))
     with pytest.raises(NotFittedError, match="builds its network from the training data"):
         SliceCNNRegressor(**fast_params()).initialize()
 

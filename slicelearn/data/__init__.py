@@ -1,5 +1,30 @@
-"""Data: reading volumes from arrays, NIfTI paths and nibabel images."""
+"""Data: reading scans, preprocessing them, caching them, and serving them lazily.
 
-from .io import check_volume_array, load_image, load_volumes
+- :mod:`.io`: arrays, NIfTI paths and nibabel images into RAS volumes, with
+  errors that name the file or index;
+- :mod:`.preprocessing`: :class:`VolumePreprocessor`, the scikit-learn
+  transformer from native space to a z-scored template grid;
+- :mod:`.cache`: the on-disk cache of preprocessed volumes;
+- :mod:`.dataset`: the lazy torch dataset the estimators train from;
+- :mod:`.cohort`: reading BIDS datasets and CSV/TSV tables into ``(paths, y)``.
+"""
 
-__all__ = ["check_volume_array", "load_image", "load_volumes"]
+from .cache import VolumeCache
+from .cohort import read_cohort
+from .dataset import VolumeDataset, VolumeLoadError
+from .io import check_volume_array, load_image, load_nifti, load_volumes
+from .preprocessing import PreprocessedVolumes, VolumePreprocessor, template_image
+
+__all__ = [
+    "PreprocessedVolumes",
+    "VolumeCache",
+    "VolumeDataset",
+    "VolumeLoadError",
+    "VolumePreprocessor",
+    "check_volume_array",
+    "load_image",
+    "load_nifti",
+    "load_volumes",
+    "read_cohort",
+    "template_image",
+]

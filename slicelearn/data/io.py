@@ -15,27 +15,36 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-__all__ = ["VolumeInput", "check_volume_array", "load_image", "load_volumes"]
+__all__ = [
+    "VolumeInput",
+    "canonical_shape",
+    "check_headers",
+    "check_volume_array",
+    "check_voxels",
+    "describe_item",
+    "is_image_list",
+    "load_image",
+    "load_nifti",
+    "load_volumes",
+    "read_voxels",
+]
 
 VolumeInput = np.ndarray | Sequence[str | os.PathLike | nib.spatialimages.SpatialImage]
 
 
-def _describe(item: Any, index: int) -> str:
+def describe_item(item: Any, index: int) -> str:
+    """``X[i] (path)`` for error messages."""
     if isinstance(item, (str, os.PathLike)):
         return f"X[{index}] ({os.fspath(item)})"
     return f"X[{index}]"
 
 
-def load_image(
+def load_nifti(
     item: str | os.PathLike | nib.spatialimages.SpatialImage, index: int = 0
-) -> np.ndarray:
-    """Load one NIfTI path or nibabel image as a RAS-canonical float32 3D array.
+) -> nib.spatialimages.SpatialImage:
+    """Open one NIfTI path or nibabel image as a 3D image, without reading its voxels.
 
-    Parameters
-    ----------
-    item : path or nibabel image
-    index : int, default=0
-        Position of ``item`` in ``X``, used in error messages.
+    A 4D image whose fourth dimension holds a single volume is accepted.
 
     Raises
     ------
@@ -43,8 +52,10 @@ def load_image(
         If a path does not exist.
     ValueError
         If the file is not a readable NIfTI image, or the image is not 3D.
+    TypeError
+        If ``item`` is neither a path nor a nibabel image.
     """
-    where = _describe(item, index)
+    where = describe_item(item, index)
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
         if not path.is_file():
@@ -65,12 +76,57 @@ def load_image(
         raise ValueError(
             f"{where} has shape {image.shape}; expected a 3D volume (or 4D with a single volume)."
         )
+    return image
+
+
+def canonical_shape(image: nib.spatialimages.SpatialImage) -> tuple[int, ...]:
+    """Shape the image will have in RAS canonical orientation (read from the header)."""
+    axes = nib.io_orientation(image.affine)[:, 0].astype(int)
+    shape = [0, 0, 0]
+    for stored_axis, ras_axis in enumerate(axes):
+        shape[ras_axis] = image.shape[stored_axis]
+    return tuple(shape)
+
+
+def read_voxels(image: nib.spatialimages.SpatialImage, where: str) -> np.ndarray:
+    """Read an image's voxels as float32, naming ``where`` on failure or bad values."""
     try:
-        image = nib.as_closest_canonical(image)
         data = np.asarray(image.get_fdata(dtype=np.float32))
     except Exception as exc:
         raise ValueError(f"{where}: cannot read the voxel data: {exc}") from exc
+    check_voxels(data, where)
     return data
+
+
+def check_voxels(data: np.ndarray, where: str) -> None:
+    """Reject NaN or infinite voxels and all-zero volumes, naming ``where``."""
+    if not np.isfinite(data).all():
+        raise ValueError(f"{where} contains NaN or infinite voxels.")
+    if not data.any():
+        raise ValueError(f"{where} is all zeros: an empty or failed scan.")
+
+
+def load_image(
+    item: str | os.PathLike | nib.spatialimages.SpatialImage, index: int = 0
+) -> np.ndarray:
+    """Load one NIfTI path or nibabel image as a RAS-canonical float32 3D array.
+
+    Parameters
+    ----------
+    item : path or nibabel image
+    index : int, default=0
+        Position of ``item`` in ``X``, used in error messages.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a path does not exist.
+    ValueError
+        If the file is not a readable NIfTI image, is not 3D, or holds NaN,
+        infinite or only zero voxels.
+    """
+    image = nib.as_closest_canonical(load_nifti(item, index))
+    return read_voxels(image, describe_item(item, index))
 
 
 def check_volume_array(volumes: np.ndarray) -> np.ndarray:
@@ -99,11 +155,45 @@ def check_volume_array(volumes: np.ndarray) -> np.ndarray:
     if min(volumes.shape[1:]) == 0:
         raise ValueError(f"X holds empty volumes of shape {volumes.shape[1:]}.")
     volumes = volumes.astype(np.float32, copy=False)
-    finite = np.isfinite(volumes.reshape(len(volumes), -1)).all(axis=1)
+    flat = volumes.reshape(len(volumes), -1)
+    finite = np.isfinite(flat).all(axis=1)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
         raise ValueError(f"X[{bad}] contains NaN or infinite voxels.")
+    empty = ~flat.any(axis=1)
+    if empty.any():
+        raise ValueError(
+            f"X[{int(np.flatnonzero(empty)[0])}] is all zeros: an empty or failed scan."
+        )
     return volumes
+
+
+def is_image_list(X: Any) -> bool:
+    """Whether ``X`` is a sequence of NIfTI paths or nibabel images (not an array)."""
+    if isinstance(X, (str, os.PathLike, np.ndarray)) or not isinstance(X, Sequence):
+        return False
+    return len(X) > 0 and isinstance(X[0], (str, os.PathLike, nib.spatialimages.SpatialImage))
+
+
+def check_headers(items: Sequence[Any], same_shape: bool) -> None:
+    """Open every scan's header (not its voxels): existence, NIfTI, 3D, and shape.
+
+    With ``same_shape``, all scans must share the first scan's RAS shape,
+    because nothing will resample them.
+    """
+    if len(items) == 0:
+        raise ValueError("X is empty: no volumes were given.")
+    first = None
+    for index, item in enumerate(items):
+        shape = canonical_shape(load_nifti(item, index))
+        if first is None:
+            first = shape
+        elif same_shape and shape != first:
+            raise ValueError(
+                f"{describe_item(item, index)} has shape {shape} (RAS) but X[0] has {first}: "
+                "resample the volumes to one grid first, e.g. with "
+                "preprocessing=VolumePreprocessor(target='mni152')."
+            )
 
 
 def load_volumes(X: VolumeInput) -> np.ndarray:
@@ -137,7 +227,7 @@ def load_volumes(X: VolumeInput) -> np.ndarray:
         )
     if len(X) == 0:
         raise ValueError("X is empty: no volumes were given.")
-    if not any(isinstance(item, (str, os.PathLike, nib.spatialimages.SpatialImage)) for item in X):
+    if not is_image_list(X):
         return check_volume_array(np.asarray(X))
     first = load_image(X[0], 0)
     volumes = np.empty((len(X), *first.shape), dtype=np.float32)
@@ -146,7 +236,7 @@ def load_volumes(X: VolumeInput) -> np.ndarray:
         data = load_image(X[index], index)
         if data.shape != first.shape:
             raise ValueError(
-                f"{_describe(X[index], index)} has shape {data.shape} but X[0] has "
+                f"{describe_item(X[index], index)} has shape {data.shape} but X[0] has "
                 f"{first.shape}: resample the volumes to one grid first."
             )
         volumes[index] = data
