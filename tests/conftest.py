@@ -26,7 +26,9 @@ class TinyEncoder(nn.Module):
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    torch.set_num_threads(2)
+    # One thread: the test models are tiny, and busy-waiting OpenMP threads
+    # slow to a crawl when another process shares the two cores.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -59,3 +61,18 @@ def fast_params(**overrides):
     if "encoder" not in params:
         params["encoder"] = TinyEncoder()
     return params
+
+
+def write_scans(folder, n: int = 6, shape=(12, 14, 10), seed: int = 0, affine=None):
+    """Write ``n`` small random NIfTI scans (positive intensities); return their paths."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine
+    paths = []
+    for index in range(n):
+        data = rng.gamma(2.0, 50.0, size=shape).astype(np.float32)
+        path = folder / f"sub-{index:02d}_T1w.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), path)
+        paths.append(str(path))
+    return paths

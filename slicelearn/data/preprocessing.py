@@ -236,6 +236,11 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             return None
         if isinstance(self.target, str) and self.target in TARGET_GRIDS:
             return template_image(self.target)
+        if isinstance(self.target, str) and not os.path.isfile(self.target):
+            raise ValueError(
+                f"target {self.target!r} is neither a grid name ({', '.join(TARGET_GRIDS)}) "
+                "nor an existing image file."
+            )
         return load_nifti(self.target, 0)
 
     def _resolve_shared_mask(self) -> np.ndarray | None:
