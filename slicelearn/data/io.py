@@ -214,7 +214,7 @@ def load_volumes(X: VolumeInput) -> np.ndarray:
     --------
     >>> import numpy as np
     >>> from slicelearn.data import load_volumes
-    >>> load_volumes(np.zeros((2, 1, 4, 5, 6))).shape
+    >>> load_volumes(np.ones((2, 1, 4, 5, 6))).shape
     (2, 4, 5, 6)
     """
     if isinstance(X, (str, os.PathLike)):

@@ -142,12 +142,13 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
     --------
     >>> import numpy as np, nibabel as nib
     >>> from slicelearn.data import VolumePreprocessor
-    >>> scan = nib.Nifti1Image(np.random.default_rng(0).random((20, 24, 22)), np.eye(4) * 4)
+    >>> data = np.random.default_rng(0).random((20, 24, 22))
+    >>> scan = nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0]))
     >>> prep = VolumePreprocessor(cache_dir=None).fit([scan])
     >>> prep.output_shape_
     (99, 117, 95)
     >>> volume = prep.transform([scan])[0]
-    >>> volume.shape, round(float(volume.mean()), 3), round(float(volume.std()), 3)
+    >>> volume.shape, abs(round(float(volume.mean()), 3)), round(float(volume.std()), 3)
     ((99, 117, 95), 0.0, 1.0)
     """
 
