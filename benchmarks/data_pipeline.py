@@ -13,8 +13,10 @@ MNI152 2 mm grid) to a temporary folder, then, in a fresh process per setting:
 
 Each result is appended to ``--out`` (JSON lines) as soon as it exists.
 
-Run: ``python benchmarks/data_pipeline.py --sizes 500 2000 --out benchmarks/results/data_pipeline.jsonl``
-(about an hour on 2 CPU cores; ``--sizes 50`` for a smoke run).
+Run (about an hour on 2 CPU cores; ``--sizes 50`` for a smoke run)::
+
+    python benchmarks/data_pipeline.py --sizes 500 2000 \
+        --out benchmarks/results/data_pipeline.jsonl
 """
 
 from __future__ import annotations

@@ -43,3 +43,45 @@ def test_regressor_fits_and_predicts_ages_from_ixi_paths():
     assert predictions.shape == (6,) and np.isfinite(predictions).all()
     # The output bias starts at the mean age, so predictions sit near it after one epoch.
     assert abs(predictions.mean() - ages.mean()) < 20
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / (a.sum() + b.sum()))
+
+
+def _scan_and_mask(n: int):
+    paths, _ = _participants(n)
+    masks = {p: p.replace("/t1/", "/seg/").replace("_T1w", "_dlmuse") for p in paths}
+    return paths, masks
+
+
+def test_preprocessing_puts_ixi_on_the_mni_grid_in_ras():
+    import nibabel as nib
+
+    from slicelearn.data import VolumePreprocessor, template_image
+
+    paths, masks = _scan_and_mask(2)
+    prep = VolumePreprocessor(mask=masks, normalize=None, cache_dir=None).fit(paths)
+    template = template_image("mni152")
+    assert prep.output_shape_ == template.shape == (99, 117, 95)
+    assert nib.aff2axcodes(prep.target_image_.affine) == ("R", "A", "S")
+    mni_brain = template_image("mni152", brain_mask=True).get_fdata() > 0.5
+    for volume in prep.transform(paths):
+        # The scanner affine alone already puts IXI brains near the template's.
+        assert _dice(volume > 0, mni_brain) > 0.7
+
+
+def test_affine_registration_aligns_ixi_brains_with_the_template():
+    pytest.importorskip("ants", reason="registration needs antspyx (slicelearn[registration])")
+    from slicelearn.data import VolumePreprocessor, template_image
+
+    paths, masks = _scan_and_mask(3)
+    mni_brain = template_image("mni152", brain_mask=True).get_fdata() > 0.5
+    resampled = VolumePreprocessor(mask=masks, normalize=None, cache_dir=None).fit(paths)
+    registered = VolumePreprocessor(
+        registration="affine", mask=masks, normalize="zscore_brain", cache_dir=None
+    ).fit(paths)
+    for path, before, after in zip(paths, resampled.transform(paths), registered.transform(paths)):
+        dice_after = _dice(after != 0, mni_brain)
+        assert dice_after > 0.8, path
+        assert dice_after > _dice(before > 0, mni_brain), path

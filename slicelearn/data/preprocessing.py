@@ -341,7 +341,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         if self.registration == "affine":
             from .registration import register_affine
 
-            scan, apply_transform = register_affine(scan, self.target_image_)
+            scan, apply_transform = register_affine(scan, self.target_image_, subject_mask)
             if subject_mask is not None:
                 subject_mask = apply_transform(subject_mask, interpolation="nearest")
         elif self.target_image_ is not None or self.target_shape is not None:
