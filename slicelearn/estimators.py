@@ -22,14 +22,16 @@ from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import EarlyStopping, EpochScoring
-from skorch.dataset import ValidSplit
+from skorch.callbacks import EpochScoring
+from skorch.dataset import Dataset, ValidSplit
 from skorch.utils import is_dataset
 from torch import nn
 
+from .callbacks import RestoreBestWeights
 from .data.dataset import VolumeDataset, VolumeLoadError
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
+from .feature_cache import shared_feature_cache
 from .nn.slicenet import SliceNet, slice_axis_dim
 
 __all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
@@ -211,8 +213,22 @@ class _SliceCNNMixin:
         with self._seed():
             if not keep:
                 self.initialize()
-            self._train(X, y, **fit_params)
+            self._train(self._frozen_features(X, y), y, **fit_params)
         return self
+
+    def _frozen_features(self, X: Any, y: Any = None) -> Any:
+        """With a frozen encoder, each volume's slice features are computed once and
+        reused by every epoch, fold and grid-search candidate in this process."""
+        if not self.freeze_encoder or is_dataset(X):
+            return X
+        features = shared_feature_cache().features(
+            self.module_,
+            X,
+            batch_size=self.batch_size,
+            device=self.device,
+            num_workers=self.get_params_for("iterator_valid").get("num_workers", 0),
+        )
+        return Dataset(features, y)
 
     def _train(self, X: Any, y: Any, **fit_params) -> None:
         try:
@@ -231,7 +247,7 @@ class _SliceCNNMixin:
             return self.fit(X, y, **fit_params)
         X = self._check_X(X, reset=False)
         y = self._check_y(self._check_y_length(y, len(X)), reset=False)
-        self._train(X, y, **fit_params)
+        self._train(self._frozen_features(X, y), y, **fit_params)
         return self
 
     def initialize_module(self):
@@ -246,14 +262,16 @@ class _SliceCNNMixin:
     @property
     def _default_callbacks(self) -> list[tuple[str, Any]]:
         # skorch's timer, losses and epoch table, plus a validation metric and
-        # the restore-best-epoch stopper when there is a validation split.
+        # the best epoch's weights restored at the end, when there is a validation split.
         callbacks = NeuralNet._default_callbacks.fget(self)
         if self.train_split is not None:
-            best = EarlyStopping(monitor="valid_loss", patience=10, load_best=True)
-            callbacks[-1:-1] = [self._validation_scoring(), ("early_stopping", best)]
+            best = RestoreBestWeights(monitor="valid_loss")
+            callbacks[-1:-1] = [self._validation_scoring(), ("restore_best", best)]
         return callbacks
 
     def _predict_raw(self, X: Any) -> np.ndarray:
+        if self.freeze_encoder and not is_dataset(X):
+            X = self._frozen_features(self._check_X(X, reset=False))
         return NeuralNet.predict_proba(self, X)
 
 
@@ -309,9 +327,10 @@ _COMMON_PARAMS_DOC = """
     batch_size : int, default=8
     train_split : callable or None, default=ValidSplit(0.2, random_state=0)
         Validation split; the best validation epoch's weights are restored
-        at the end of training (skorch's ``EarlyStopping(load_best=True)``,
-        patience 10, routed as ``callbacks__early_stopping__*``). ``None``
-        trains on all data for ``max_epochs``.
+        at the end of training (:class:`slicelearn.callbacks.RestoreBestWeights`,
+        routed as ``callbacks__restore_best__*``). Training runs all
+        ``max_epochs``; add skorch's ``EarlyStopping`` to ``callbacks`` to
+        stop early. ``None`` trains on all data.
     callbacks : list or None, default=None
         Extra skorch callbacks.
     device : str, default="auto"

@@ -11,14 +11,17 @@ from torch import nn
 class TinyEncoder(nn.Module):
     """A blob detector small enough for fast tests: conv, ReLU, global max."""
 
-    def __init__(self, channels: int = 8) -> None:
+    def __init__(self, channels: int = 8, seed: int = 0) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveMaxPool2d(1),
-            nn.Flatten(),
-        )
+        # Seeded, so a test's outcome does not depend on which tests ran before it.
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.features = nn.Sequential(
+                nn.Conv2d(1, channels, 3, padding=1),
+                nn.ReLU(),
+                nn.AdaptiveMaxPool2d(1),
+                nn.Flatten(),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

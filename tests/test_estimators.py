@@ -18,6 +18,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from slicelearn import SliceCNNClassifier, SliceCNNRegressor
 from slicelearn.datasets import make_slice_position_task
+from slicelearn.feature_cache import shared_feature_cache
 from slicelearn.nn import MaxPooling, SinusoidalPositionEmbedding
 
 
@@ -310,3 +311,39 @@ def test_frozen_encoder_keeps_its_weights(small_volumes):
         torch.testing.assert_close(trained, original)
     head_before = SliceCNNRegressor(**fast_params(encoder=encoder, lr=0.0)).fit(X, y)
     assert not torch.allclose(est.module_.projection.weight, head_before.module_.projection.weight)
+
+
+def test_frozen_features_are_encoded_once_across_folds_and_candidates(small_volumes):
+    X, y = small_volumes
+    cache = shared_feature_cache()
+    cache.clear()
+    before = cache.computed
+    search = GridSearchCV(
+        SliceCNNRegressor(**fast_params(freeze_encoder=True, train_split=None, max_epochs=3)),
+        {"pooling": ["mean", "max", "attention"], "position_embedding": [None, "sinusoidal"]},
+        cv=KFold(2),
+    )
+    search.fit(X, y)
+    assert cache.computed - before == len(X)  # 6 candidates x 2 folds + refit, one encoding
+    est = search.best_estimator_
+    with torch.no_grad():
+        full_network = est.module_(torch.as_tensor(X)).numpy().ravel()
+    np.testing.assert_allclose(est.predict(X), full_network, rtol=1e-5)
+
+
+def test_cached_features_train_the_same_model_as_a_fixed_encoder(small_volumes):
+    X, y = small_volumes
+    encoder = TinyEncoder()
+    frozen = SliceCNNRegressor(**fast_params(encoder=encoder, freeze_encoder=True, max_epochs=4))
+    # The same training without the cache: the encoder runs every batch, lr 0.
+    fixed = SliceCNNRegressor(
+        **fast_params(
+            encoder=encoder,
+            max_epochs=4,
+            optimizer__param_groups=[("encoder.*", {"lr": 0.0, "weight_decay": 0.0})],
+        )
+    )
+    np.testing.assert_allclose(frozen.fit(X, y).predict(X), fixed.fit(X, y).predict(X), rtol=1e-5)
+    assert frozen.history[:, "valid_loss"] == pytest.approx(
+        fixed.history[:, "valid_loss"], rel=1e-5
+    )

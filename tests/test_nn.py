@@ -69,8 +69,17 @@ def test_accepts_channel_dimension_and_rejects_other_shapes():
     assert net(volumes).shape == (3, 1)
     with pytest.raises(ValueError, match="one channel"):
         net(torch.randn(3, 2, 6, 10, 9))
-    with pytest.raises(ValueError, match=r"\(B, X, Y, Z\)"):
+    with pytest.raises(ValueError, match=r"\(B, X, Y, Z\).*or encoder features"):
         net(torch.randn(6, 10, 9))
+
+
+def test_precomputed_features_give_the_same_prediction():
+    net = small_net(position_embedding="sinusoidal").eval()
+    volumes = torch.randn(3, 6, 10, 9)
+    with torch.no_grad():
+        features = net.encode(volumes)
+        assert features.shape == (3, 6, net.encoder.out_features)
+        torch.testing.assert_close(net(features), net(volumes))
 
 
 def test_standardize_makes_output_invariant_to_intensity_scale():

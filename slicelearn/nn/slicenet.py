@@ -194,8 +194,8 @@ class SliceNet(nn.Module):
             volumes = (volumes - mean) / (std + 1e-6)
         return volumes.movedim(self.slice_dim, 1)
 
-    def embed_slices(self, volumes: torch.Tensor) -> torch.Tensor:
-        """Slice tokens ``(B, S, embed_dim)`` as they enter the pooling."""
+    def encode(self, volumes: torch.Tensor) -> torch.Tensor:
+        """Raw encoder features ``(B, S, F)`` of every slice (before the projection)."""
         slices = self.to_slices(volumes)
         batch, n_slices, height, width = slices.shape
         min_size = getattr(self.encoder, "min_input_size", 0)
@@ -205,17 +205,27 @@ class SliceNet(nn.Module):
                 f"{self.axis} slices of this input are {height}x{width}."
             )
         features = self.encoder(slices.reshape(batch * n_slices, 1, height, width))
-        tokens = self.embedding_norm(self.projection(features)).view(batch, n_slices, -1)
+        return features.view(batch, n_slices, -1)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Slice tokens ``(B, S, embed_dim)`` from encoder features ``(B, S, F)``."""
+        tokens = self.embedding_norm(self.projection(features))
         return self.mixer(self.position(tokens))
+
+    def embed_slices(self, volumes: torch.Tensor) -> torch.Tensor:
+        """Slice tokens ``(B, S, embed_dim)`` as they enter the pooling."""
+        return self.embed_features(self.encode(volumes))
 
     def forward(
         self, volumes: torch.Tensor, return_details: bool = False
     ) -> torch.Tensor | SliceNetOutput:
-        """Predict from a batch of volumes.
+        """Predict from a batch of volumes (or of precomputed encoder features).
 
         Parameters
         ----------
         volumes : Tensor of shape (B, X, Y, Z) or (B, 1, X, Y, Z)
+            Volumes; or ``(B, S, F)`` slice features from :meth:`encode`, which
+            a frozen encoder lets one compute once and reuse every epoch.
         return_details : bool, default=False
             Also return the slice embeddings and attention weights.
 
@@ -223,7 +233,16 @@ class SliceNet(nn.Module):
         -------
         Tensor of shape (B, n_outputs), or :class:`SliceNetOutput`.
         """
-        tokens = self.embed_slices(volumes)
+        if volumes.ndim == 3:
+            if volumes.shape[-1] != self.projection.in_features:
+                raise ValueError(
+                    "Expected volumes (B, X, Y, Z) or (B, 1, X, Y, Z), or encoder features "
+                    f"(B, S, {self.projection.in_features}); got {tuple(volumes.shape)}."
+                )
+            features = volumes.to(self.projection.weight.dtype)
+        else:
+            features = self.encode(volumes)
+        tokens = self.embed_features(features)
         pooled, attention = self.pooling(tokens)
         prediction = self.head(pooled)
         if return_details:

@@ -1,0 +1,136 @@
+"""Frozen-encoder slice features, computed once and reused.
+
+With ``freeze_encoder=True`` the encoder is a fixed function, so a volume's
+slice features ``(S, F)`` never change. This module owns their in-memory
+store: one entry per (encoder weights, volume), shared by every epoch, CV
+fold and grid-search candidate in the process, so only the projection,
+position embedding, pooling and head are trained each epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .data.dataset import VolumeDataset
+from .data.preprocessing import PreprocessedVolumes, file_digest
+
+__all__ = ["SliceFeatureCache", "shared_feature_cache"]
+
+
+def encoder_fingerprint(module: torch.nn.Module) -> str:
+    """Identity of a SliceNet's feature function: encoder weights, axis, input scaling."""
+    digest = hashlib.sha256()
+    digest.update(f"{type(module.encoder).__name__}:{module.axis}:{module.standardize}".encode())
+    for name, tensor in module.encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def volume_keys(volumes: Any) -> list[str]:
+    """One content key per volume (array bytes, or file digest plus preprocessing recipe)."""
+    if isinstance(volumes, PreprocessedVolumes):
+        recipe = volumes.preprocessor.fingerprint_
+        keys = []
+        for item in volumes.items:
+            if isinstance(item, (str, os.PathLike)):
+                source = file_digest(item)
+            else:  # a nibabel image in memory
+                source = hashlib.sha256(np.asarray(item.dataobj).tobytes()).hexdigest()
+            keys.append(hashlib.sha256(json.dumps([source, recipe]).encode()).hexdigest())
+        return keys
+    return [
+        hashlib.sha256(
+            np.ascontiguousarray(volume).tobytes() + str(volume.shape).encode()
+        ).hexdigest()
+        for volume in volumes
+    ]
+
+
+class SliceFeatureCache:
+    """An LRU store of per-volume slice features, bounded in bytes.
+
+    Parameters
+    ----------
+    max_bytes : int, default=4 GiB
+    """
+
+    def __init__(self, max_bytes: int = 4 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self.computed = 0  # volumes encoded so far, for tests and benchmarks
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+    def features(
+        self,
+        module: torch.nn.Module,
+        volumes: Any,
+        batch_size: int = 8,
+        device: str | torch.device = "cpu",
+        num_workers: int = 0,
+    ) -> torch.Tensor:
+        """Slice features ``(n, S, F)`` of ``volumes``, encoding only the missing ones."""
+        encoder_key = encoder_fingerprint(module)
+        keys = [f"{encoder_key}:{key}" for key in volume_keys(volumes)]
+        missing = [i for i, key in enumerate(keys) if key not in self._entries]
+        if missing:
+            subset = (
+                volumes[missing]
+                if isinstance(volumes, PreprocessedVolumes)
+                else [volumes[i] for i in missing]
+            )
+            encoded = self._encode(module, subset, batch_size, device, num_workers)
+            for index, features in zip(missing, encoded):
+                self._store(keys[index], features)
+        features = [self._entries[key] for key in keys]
+        for key in keys:
+            self._entries.move_to_end(key)
+        return torch.stack(features)
+
+    def _encode(self, module, volumes, batch_size, device, num_workers) -> torch.Tensor:
+        # Its own generator: encoding must not shift the training shuffle's RNG stream.
+        loader = DataLoader(
+            VolumeDataset(volumes),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            generator=torch.Generator(),
+        )
+        was_training = module.training
+        module.eval()
+        chunks = []
+        try:
+            with torch.inference_mode():
+                for batch, _ in loader:
+                    chunks.append(module.encode(batch.to(device)).float().cpu())
+        finally:
+            module.train(was_training)
+        self.computed += sum(len(chunk) for chunk in chunks)
+        return torch.cat(chunks)
+
+    def _store(self, key: str, features: torch.Tensor) -> None:
+        features = features.clone()
+        self._entries[key] = features
+        self._bytes += features.numel() * features.element_size()
+        while self._bytes > self.max_bytes and len(self._entries) > 1:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= evicted.numel() * evicted.element_size()
+
+
+_SHARED = SliceFeatureCache()
+
+
+def shared_feature_cache() -> SliceFeatureCache:
+    """The process-wide cache the estimators use."""
+    return _SHARED
