@@ -22,6 +22,8 @@ Methods (``--methods``):
   type_of_transform="AffineFast" / "Affine")`` with every other argument at its
   default (Mattes MI, 32 bins, 20 % regular sampling, centre-of-mass start),
   ``--random-seed`` fixed through ``ants.config``, ITK limited to ``--threads``;
+- ``ants-affine-dense``: ``"Affine"`` with ``aff_random_sampling_rate=1.0``
+  (every voxel in the metric, as dipy's dense default);
 - ``dipy-fast``: ``dipy.align.affine_registration`` (MI, 32 bins), pipeline
   centre of mass -> translation -> rigid -> affine, ``level_iters=[1000, 100,
   10]``, sigmas [3, 1, 0], factors [4, 2, 1], ``sampling_proportion=0.25``
@@ -65,7 +67,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
-METHODS = ("ants-affinefast", "ants-affine", "dipy-fast", "dipy-default")
+METHODS = ("ants-affinefast", "ants-affine", "ants-affine-dense", "dipy-fast", "dipy-default")
 CONDITIONS = ("head", "brain", "fixedmask")
 FIELDS = (
     "subject",
@@ -123,12 +125,13 @@ def dice_before(mask_img, template, template_mask: np.ndarray) -> float:
 class AntsMethod:
     """``ants.registration`` with one ``type_of_transform`` and otherwise defaults."""
 
-    def __init__(self, type_of_transform: str, template, template_mask: np.ndarray):
+    def __init__(self, type_of_transform: str, template, template_mask: np.ndarray, **options):
         import ants
 
         ants.config._random_seed = SEED  # passed on as antsRegistration --random-seed
         self.ants = ants
         self.type_of_transform = type_of_transform
+        self.options = options  # extra ants.registration keywords
         self.fixed = self.to_ants(template.get_fdata(dtype=np.float32), template.affine)
         self.fixed_mask = self.to_ants(template_mask.astype(np.float32), template.affine)
 
@@ -151,6 +154,7 @@ class AntsMethod:
             moving_a,
             type_of_transform=self.type_of_transform,
             mask=self.fixed_mask if use_fixed_mask else None,
+            **self.options,
         )
         reg_s = time.perf_counter() - reg_start
         warped = ants.apply_transforms(
@@ -213,6 +217,8 @@ def make_method(name: str, template, template_mask):
         return AntsMethod("AffineFast", template, template_mask)
     if name == "ants-affine":
         return AntsMethod("Affine", template, template_mask)
+    if name == "ants-affine-dense":
+        return AntsMethod("Affine", template, template_mask, aff_random_sampling_rate=1.0)
     if name == "dipy-fast":
         return DipyMethod([1000, 100, 10], 0.25, template, template_mask)
     if name == "dipy-default":

@@ -174,6 +174,12 @@ def test_transform_is_lazy(tmp_path, count_preprocess):
     assert count_preprocess == []
     view[0]
     assert count_preprocess == [paths[3]]
+    # scikit-learn's CV indexing keeps the view lazy.
+    from sklearn.utils import _safe_indexing
+
+    subset = _safe_indexing(volumes, np.array([0, 2]))
+    assert isinstance(subset, PreprocessedVolumes) and subset.items == [paths[0], paths[2]]
+    assert count_preprocess == [paths[3]]
 
 
 def test_cache_reuses_volumes_across_instances_and_keys_on_content_and_recipe(

@@ -449,6 +449,8 @@ class PreprocessedVolumes(Sequence):
         return len(self.items)
 
     def __getitem__(self, index):
+        if isinstance(index, tuple) and all(part is Ellipsis for part in index[1:]):
+            index = index[0]  # scikit-learn indexes array-likes as ``X[rows, ...]``
         if isinstance(index, (int, np.integer)):
             return self.preprocessor.load(self.items[index], int(index))
         if isinstance(index, slice):
