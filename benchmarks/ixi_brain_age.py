@@ -49,8 +49,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ixi.jsonl"))
     parser.add_argument("--epochs", type=int, default=150, help="epochs for frozen-encoder heads")
     parser.add_argument("--scratch-epochs", type=int, default=40)
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="run only these parts: frozen random scratch baselines sex")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="run only these parts: frozen random scratch baselines sex",
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
@@ -76,7 +80,10 @@ def main() -> None:
         folds, epochs, scratch_epochs = 2, 2, 1
     masks = {p: p.replace("/t1/", "/seg/").replace("_T1w", "_dlmuse") for p in paths}
     prep = VolumePreprocessor(
-        target="mni152", registration="affine", mask=masks, normalize="zscore_brain",
+        target="mni152",
+        registration="affine",
+        mask=masks,
+        normalize="zscore_brain",
         cache_dir=args.cache,
     ).fit(paths)
     volumes = prep.transform(paths)
@@ -86,8 +93,14 @@ def main() -> None:
     start = time.perf_counter()
     for _ in DataLoader(VolumeDataset(volumes), batch_size=4, num_workers=2):
         pass
-    record(args.out, {"step": "preprocess", "n_subjects": len(paths),
-                      "seconds": round(time.perf_counter() - start, 1)})
+    record(
+        args.out,
+        {
+            "step": "preprocess",
+            "n_subjects": len(paths),
+            "seconds": round(time.perf_counter() - start, 1),
+        },
+    )
 
     cv = KFold(folds, shuffle=True, random_state=0)
     # Registered scans live on the template grid: its brain mask selects the voxels.
@@ -96,68 +109,149 @@ def main() -> None:
     def evaluate(name: str, estimator, X, **info) -> float:
         begin = time.perf_counter()
         predicted = cross_val_predict(estimator, X, ages, cv=cv)
-        fold_mae = [float(mean_absolute_error(ages[test], predicted[test]))
-                    for _, test in cv.split(X)]
+        fold_mae = [
+            float(mean_absolute_error(ages[test], predicted[test])) for _, test in cv.split(X)
+        ]
         mae = float(mean_absolute_error(ages, predicted))
-        record(args.out, {"task": "age", "model": name, **info, "mae": round(mae, 2),
-                          "fold_mae": [round(m, 2) for m in fold_mae],
-                          "r": round(float(np.corrcoef(ages, predicted)[0, 1]), 3),
-                          "seconds": round(time.perf_counter() - begin, 1)})
+        record(
+            args.out,
+            {
+                "task": "age",
+                "model": name,
+                **info,
+                "mae": round(mae, 2),
+                "fold_mae": [round(m, 2) for m in fold_mae],
+                "r": round(float(np.corrcoef(ages, predicted)[0, 1]), 3),
+                "seconds": round(time.perf_counter() - begin, 1),
+            },
+        )
         return mae
 
     common = dict(lr=1e-3, batch_size=16, verbose=0, random_state=0)
     results = {}
     if "frozen" in parts or "random" in parts:
-        for weights in [w for w, part in (("imagenet", "frozen"), (None, "random")) if part in parts]:
+        for weights in [
+            w for w, part in (("imagenet", "frozen"), (None, "random")) if part in parts
+        ]:
             for pooling in ("mean", "max", "attention"):
                 for position in (None, "learned", "sinusoidal"):
                     est = SliceCNNRegressor(
-                        encoder="efficientnet_lite0", weights=weights, freeze_encoder=True,
-                        pooling=pooling, position_embedding=position, max_epochs=epochs,
+                        encoder="efficientnet_lite0",
+                        weights=weights,
+                        freeze_encoder=True,
+                        pooling=pooling,
+                        position_embedding=position,
+                        max_epochs=epochs,
                         **common,
                     )
                     results[(weights, pooling, position)] = evaluate(
-                        "slice", est, volumes, encoder="efficientnet_lite0 (frozen)",
-                        weights=weights, pooling=pooling, position_embedding=position,
+                        "slice",
+                        est,
+                        volumes,
+                        encoder="efficientnet_lite0 (frozen)",
+                        weights=weights,
+                        pooling=pooling,
+                        position_embedding=position,
                         epochs=epochs,
                     )
 
     if "baselines" in parts:
-        record(args.out, {"task": "age", "model": "mean",
-                          "mae": round(float(np.mean([
-                              mean_absolute_error(ages[test], np.full(len(test), ages[train].mean()))
-                              for train, test in cv.split(paths)])), 2)})
+        record(
+            args.out,
+            {
+                "task": "age",
+                "model": "mean",
+                "mae": round(
+                    float(
+                        np.mean(
+                            [
+                                mean_absolute_error(
+                                    ages[test], np.full(len(test), ages[train].mean())
+                                )
+                                for train, test in cv.split(paths)
+                            ]
+                        )
+                    ),
+                    2,
+                ),
+            },
+        )
         voxels = np.stack([volumes[i] for i in range(len(volumes))])[:, brain]
-        evaluate("ridge on voxels", make_pipeline(StandardScaler(), RidgeCV(np.logspace(-1, 6, 15))),
-                 voxels, n_features=int(voxels.shape[1]))
-        evaluate("linear SVR on voxels", make_pipeline(StandardScaler(), SVR(kernel="linear", C=1e-3)),
-                 voxels, n_features=int(voxels.shape[1]))
+        evaluate(
+            "ridge on voxels",
+            make_pipeline(StandardScaler(), RidgeCV(np.logspace(-1, 6, 15))),
+            voxels,
+            n_features=int(voxels.shape[1]),
+        )
+        evaluate(
+            "linear SVR on voxels",
+            make_pipeline(StandardScaler(), SVR(kernel="linear", C=1e-3)),
+            voxels,
+            n_features=int(voxels.shape[1]),
+        )
 
     if "scratch" in parts:
-        est = SliceCNNRegressor(encoder="cnn2d", weights=None, pooling="mean",
-                                position_embedding="sinusoidal", max_epochs=scratch_epochs,
-                                iterator_train__num_workers=1, **common)
-        evaluate("slice", est, volumes, encoder="cnn2d (trained from scratch)", weights=None,
-                 pooling="mean", position_embedding="sinusoidal", epochs=scratch_epochs)
+        est = SliceCNNRegressor(
+            encoder="cnn2d",
+            weights=None,
+            pooling="mean",
+            position_embedding="sinusoidal",
+            max_epochs=scratch_epochs,
+            iterator_train__num_workers=1,
+            **common,
+        )
+        evaluate(
+            "slice",
+            est,
+            volumes,
+            encoder="cnn2d (trained from scratch)",
+            weights=None,
+            pooling="mean",
+            position_embedding="sinusoidal",
+            epochs=scratch_epochs,
+        )
 
     if "sex" in parts:
         strat = StratifiedKFold(folds, shuffle=True, random_state=0)
-        best = min(((k, v) for k, v in results.items() if k[0] == "imagenet"),
-                   key=lambda kv: kv[1], default=(("imagenet", "mean", "sinusoidal"), None))[0]
-        clf = SliceCNNClassifier(encoder="efficientnet_lite0", weights="imagenet",
-                                 freeze_encoder=True, pooling=best[1], position_embedding=best[2],
-                                 max_epochs=epochs, **common)
+        best = min(
+            ((k, v) for k, v in results.items() if k[0] == "imagenet"),
+            key=lambda kv: kv[1],
+            default=(("imagenet", "mean", "sinusoidal"), None),
+        )[0]
+        clf = SliceCNNClassifier(
+            encoder="efficientnet_lite0",
+            weights="imagenet",
+            freeze_encoder=True,
+            pooling=best[1],
+            position_embedding=best[2],
+            max_epochs=epochs,
+            **common,
+        )
         begin = time.perf_counter()
         proba = cross_val_predict(clf, volumes, sexes, cv=strat, method="predict_proba")[:, 1]
-        record(args.out, {"task": "sex", "model": "slice", "pooling": best[1],
-                          "position_embedding": best[2], "positive": "M",
-                          "roc_auc": round(float(roc_auc_score(sexes == "M", proba)), 3),
-                          "seconds": round(time.perf_counter() - begin, 1)})
+        record(
+            args.out,
+            {
+                "task": "sex",
+                "model": "slice",
+                "pooling": best[1],
+                "position_embedding": best[2],
+                "positive": "M",
+                "roc_auc": round(float(roc_auc_score(sexes == "M", proba)), 3),
+                "seconds": round(time.perf_counter() - begin, 1),
+            },
+        )
         voxels = np.stack([volumes[i] for i in range(len(volumes))])[:, brain]
         logistic = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=8, cv=3, max_iter=2000))
         proba = cross_val_predict(logistic, voxels, sexes, cv=strat, method="predict_proba")[:, 1]
-        record(args.out, {"task": "sex", "model": "logistic regression on voxels",
-                          "roc_auc": round(float(roc_auc_score(sexes == "M", proba)), 3)})
+        record(
+            args.out,
+            {
+                "task": "sex",
+                "model": "logistic regression on voxels",
+                "roc_auc": round(float(roc_auc_score(sexes == "M", proba)), 3),
+            },
+        )
 
 
 if __name__ == "__main__":

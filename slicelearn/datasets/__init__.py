@@ -1,5 +1,12 @@
-"""Datasets: simulators with a known answer (and, later, fetchers of real cohorts)."""
+"""Datasets: simulators with a known answer, and fetchers and loaders of real cohorts."""
 
+from .fetchers import fetch_ixi, fetch_oasis_vbm, get_data_home, load_ixi
 from .synthetic import make_slice_position_task
 
-__all__ = ["make_slice_position_task"]
+__all__ = [
+    "fetch_ixi",
+    "fetch_oasis_vbm",
+    "get_data_home",
+    "load_ixi",
+    "make_slice_position_task",
+]
