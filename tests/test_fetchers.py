@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slicelearn.datasets import fetchers
-from slicelearn.datasets import fetch_ixi, fetch_oasis_vbm, get_data_home, load_ixi
+from slicelearn.datasets import fetch_ixi, fetch_oasis_vbm, fetchers, get_data_home, load_ixi
 
 SHARED_IXI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ixi"
 DEMOGRAPHICS = 'IXI_ID,"SEX_ID (1=M, 2=F)",AGE\n2,2,35.8\n12,1,38.78\n13,1,\n'
