@@ -1,28 +1,227 @@
-"""The ``slicelearn`` command line.
+"""The ``slicelearn`` command line: fit, predict, evaluate, demo.
 
-``slicelearn demo`` fits a slice model on the built-in simulated task (no
-download) and prints held-out metrics next to the predict-the-mean
-baseline.
+For users who do not write Python. ``--data`` is a BIDS root or a CSV/TSV
+table with a ``path`` column; every command that trains writes a report
+folder (metrics, predictions, figures, slice importance). Wrong input exits
+with code 2 and a one-line message naming the problem.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pickle
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn.metrics import mean_absolute_error, r2_score
 
 from . import __version__
-from .datasets import make_slice_position_task
-from .estimators import SliceCNNRegressor
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+#: The recommended configuration (see docs/results.md): a frozen ImageNet
+#: EfficientNet-Lite0, whose slice features are computed once.
+DEFAULTS = {
+    "encoder": "efficientnet_lite0",
+    "pooling": "mean",
+    "position_embedding": "sinusoidal",
+    "lr": 1e-3,
+    "max_epochs": 150,
+    "batch_size": 16,
+}
 
 
-def _demo(args: argparse.Namespace) -> int:
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+def _is_regression(y: np.ndarray, task: str) -> bool:
+    if task != "auto":
+        return task == "regression"
+    try:
+        values = y.astype(float)
+    except (TypeError, ValueError):
+        return False
+    # Numbers are a regression target unless they look like a few class codes.
+    return bool((values != np.round(values)).any() or len(np.unique(values)) > 10)
+
+
+def _progress(enabled: bool) -> list:
+    if not enabled:
+        return []
+    from skorch.callbacks import ProgressBar
+
+    return [("progress", ProgressBar())]
+
+
+def _estimator(args: argparse.Namespace, regression: bool):
+    from .data import VolumePreprocessor
+    from .estimators import SliceCNNClassifier, SliceCNNRegressor
+
+    weights = None if args.weights == "none" else args.weights
+    preprocessing = None
+    if getattr(args, "grid", "none") != "none":
+        preprocessing = VolumePreprocessor(
+            target=args.grid,
+            registration="affine" if args.registration else None,
+            cache_dir=args.cache_dir,
+        )
+    kind = SliceCNNRegressor if regression else SliceCNNClassifier
+    return kind(
+        encoder=args.encoder,
+        weights=weights,
+        freeze_encoder=args.freeze_encoder,
+        pooling=args.pooling,
+        position_embedding=None if args.position_embedding == "none" else args.position_embedding,
+        axis=args.axis,
+        preprocessing=preprocessing,
+        lr=args.lr,
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        random_state=args.seed,
+        verbose=1 if args.verbose else 0,
+        callbacks=_progress(args.progress),
+        iterator_train__num_workers=args.workers,
+    )
+
+
+def _load(args: argparse.Namespace, target: str | None) -> tuple[list[str], np.ndarray | None]:
+    from .data import read_cohort
+
+    try:
+        if target is None:  # predict: only paths are needed
+            paths, _ = read_cohort(args.data, target=[], path_column=args.path_column)
+            return paths, None
+        return read_cohort(args.data, target=target, path_column=args.path_column)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _save_model(model: dict[str, Any], path: Path) -> None:
+    """Pickle atomically: a crash mid-write never leaves a file that looks complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            pickle.dump(model, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+
+
+def _metrics(estimator, regression: bool, y: np.ndarray, prediction: np.ndarray) -> dict:
+    from .report import classification_metrics, regression_metrics
+
+    if regression:
+        return regression_metrics(y.astype(float), prediction)
+    return classification_metrics(y.astype(str), prediction, estimator.classes_.astype(str))
+
+
+def _predict(estimator, regression: bool, X) -> np.ndarray:
+    return estimator.predict(X) if regression else estimator.predict_proba(X)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    paths, y = _load(args, args.target)
+    regression = _is_regression(y, args.task)
+    y = y.astype(np.float32) if regression else y.astype(str)
+    estimator = _estimator(args, regression)
+    start = time.perf_counter()
+    estimator.fit(paths, y)
+    prediction = _predict(estimator, regression, paths)
+    metrics = {
+        "split": "training",
+        "n": len(paths),
+        "target": args.target,
+        "seconds": round(time.perf_counter() - start, 1),
+        **_metrics(estimator, regression, y, prediction),
+    }
+    _save_model(
+        {
+            "estimator": estimator,
+            "target": args.target,
+            "regression": regression,
+            "slicelearn": __version__,
+        },
+        Path(args.out),
+    )
+    if args.report:
+        from .report import write_report
+
+        write_report(args.report, estimator, paths, y, prediction, metrics, ids=paths)
+    print(f"Saved the model to {args.out}. Training-set metrics: {json.dumps(metrics)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise UsageError(f"Model file {model_path} does not exist.")
+    try:
+        with model_path.open("rb") as handle:
+            model = pickle.load(handle)  # noqa: S301 - the user's own model file
+        estimator = model["estimator"]
+    except Exception as exc:
+        raise UsageError(f"{model_path} is not a slicelearn model file: {exc}") from exc
+    paths, _ = _load(args, None)
+    try:
+        prediction = _predict(estimator, model["regression"], paths)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    table = pd.DataFrame({"path": paths})
+    if model["regression"]:
+        table[f"predicted_{model['target']}"] = prediction
+    else:
+        table[f"predicted_{model['target']}"] = estimator.classes_[prediction.argmax(axis=1)]
+        for index, label in enumerate(estimator.classes_):
+            table[f"p_{label}"] = prediction[:, index]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    print(f"Wrote {len(table)} predictions to {args.out}.")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+
+    paths, y = _load(args, args.target)
+    regression = _is_regression(y, args.task)
+    y = y.astype(np.float32) if regression else y.astype(str)
+    splitter = KFold if regression else StratifiedKFold
+    cv = splitter(args.cv, shuffle=True, random_state=args.seed)
+    estimator = _estimator(args, regression)
+    start = time.perf_counter()
+    method = "predict" if regression else "predict_proba"
+    prediction = cross_val_predict(estimator, paths, y, cv=cv, method=method)
+    metrics = {
+        "split": f"{args.cv}-fold cross-validation",
+        "n": len(paths),
+        "target": args.target,
+        "seconds": round(time.perf_counter() - start, 1),
+        **_metrics(estimator.fit(paths, y), regression, y, prediction),
+    }
+    if args.report:
+        from .report import write_report
+
+        write_report(args.report, estimator, paths, y, prediction, metrics, ids=paths)
+    print(json.dumps(metrics))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .datasets import make_slice_position_task
+    from .report import regression_metrics, write_report
+
     shape = (args.n_slices, 32, 32)
     task = {"blob_sigma": 3.0, "blob_amplitude": 3.0}
     X_train, y_train = make_slice_position_task(
@@ -39,12 +238,14 @@ def _demo(args: argparse.Namespace) -> int:
         f"{args.position_embedding} position embedding.",
         flush=True,
     )
+    from .estimators import SliceCNNRegressor
+
     est = SliceCNNRegressor(
         encoder=args.encoder,
         weights=weights,
         freeze_encoder=weights is not None,
         pooling=args.pooling,
-        position_embedding=args.position_embedding,
+        position_embedding=None if args.position_embedding == "none" else args.position_embedding,
         lr=1e-3,
         max_epochs=args.max_epochs,
         random_state=args.seed,
@@ -54,50 +255,136 @@ def _demo(args: argparse.Namespace) -> int:
     est.fit(X_train, y_train)
     predictions = est.predict(X_test)
     elapsed = time.perf_counter() - start
-    baseline = mean_absolute_error(y_test, np.full_like(y_test, y_train.mean()))
+    metrics = regression_metrics(y_test, predictions)
+    baseline = float(np.mean(np.abs(y_test - y_train.mean())))
+    if args.report:
+        write_report(
+            args.report,
+            est,
+            X_test,
+            y_test,
+            predictions,
+            {**metrics, "baseline_mae": baseline, "seconds": round(elapsed, 1)},
+        )
     print(
-        f"\nHeld-out R2 = {r2_score(y_test, predictions):.3f}, "
-        f"MAE = {mean_absolute_error(y_test, predictions):.2f} slices "
+        f"\nHeld-out R2 = {metrics['r2']:.3f}, MAE = {metrics['mae']:.2f} slices "
         f"(predicting the training mean: MAE = {baseline:.2f}); {elapsed:.0f} s."
+        + (f" Report: {args.report}" if args.report else "")
     )
     return 0
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--encoder", default=DEFAULTS["encoder"])
+    group.add_argument("--weights", default="imagenet", help="imagenet, none, or a state-dict path")
+    group.add_argument(
+        "--freeze-encoder",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the encoder fixed (slice features are computed once)",
+    )
+    group.add_argument(
+        "--pooling", default=DEFAULTS["pooling"], choices=["mean", "max", "attention"]
+    )
+    group.add_argument(
+        "--position-embedding",
+        default=DEFAULTS["position_embedding"],
+        choices=["none", "learned", "sinusoidal"],
+    )
+    group.add_argument("--axis", default="sagittal", choices=["sagittal", "coronal", "axial"])
+    group.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    group.add_argument("--max-epochs", type=int, default=DEFAULTS["max_epochs"])
+    group.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    group.add_argument("--verbose", action="store_true", help="print skorch's epoch table")
+    group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stderr.isatty(),
+        help="progress bars",
+    )
+    prep = parser.add_argument_group("preprocessing")
+    prep.add_argument(
+        "--grid",
+        default="mni152",
+        help="target grid: mni152, mni152_91x109x91, or none (keep the scans' grid)",
+    )
+    prep.add_argument(
+        "--registration",
+        action="store_true",
+        help="affine registration to the template (needs slicelearn[registration])",
+    )
+    prep.add_argument("--cache-dir", default="auto", help="preprocessed-volume cache")
+
+
+def _data_options(parser: argparse.ArgumentParser, target: bool) -> None:
+    parser.add_argument("--data", required=True, help="BIDS root, or CSV/TSV with a path column")
+    parser.add_argument("--path-column", default="path")
+    if target:
+        parser.add_argument("--target", required=True, help="target column, e.g. age")
+        parser.add_argument(
+            "--task", default="auto", choices=["auto", "regression", "classification"]
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``slicelearn`` command."""
     parser = argparse.ArgumentParser(
-        prog="slicelearn",
-        description="Position-encoded 2D-slice models for 3D MRI.",
+        prog="slicelearn", description="Position-encoded 2D-slice models for 3D MRI."
     )
     parser.add_argument("--version", action="version", version=f"slicelearn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="fit and evaluate on a built-in simulated task (no download)"
-    )
+
+    fit = commands.add_parser("fit", help="train a model and save it")
+    _data_options(fit, target=True)
+    fit.add_argument("--out", required=True, help="model file to write")
+    fit.add_argument("--report", help="report folder (metrics, figures)")
+    _model_options(fit)
+    fit.set_defaults(handler=cmd_fit)
+
+    predict = commands.add_parser("predict", help="predict with a saved model")
+    predict.add_argument("--model", required=True)
+    _data_options(predict, target=False)
+    predict.add_argument("--out", required=True, help="CSV of predictions to write")
+    predict.set_defaults(handler=cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="cross-validated metrics")
+    _data_options(evaluate, target=True)
+    evaluate.add_argument("--cv", type=int, default=5)
+    evaluate.add_argument("--report", help="report folder (metrics, figures)")
+    _model_options(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    demo = commands.add_parser("demo", help="fit and evaluate on a built-in simulated task")
     demo.add_argument("--n-subjects", type=int, default=160, help="training volumes")
     demo.add_argument("--n-slices", type=int, default=16, help="sagittal slices per volume")
     demo.add_argument("--max-epochs", type=int, default=30)
-    demo.add_argument(
-        "--encoder", default="efficientnet_lite0", help="encoder name (default: %(default)s)"
-    )
+    demo.add_argument("--encoder", default="efficientnet_lite0")
     demo.add_argument("--pooling", default="max", choices=["mean", "max", "attention"])
     demo.add_argument(
         "--position-embedding", default="sinusoidal", choices=["learned", "sinusoidal", "none"]
     )
     demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(handler=_demo)
+    demo.add_argument("--report", help="report folder (metrics, figures)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``slicelearn`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if getattr(args, "position_embedding", None) == "none":
-        args.position_embedding = None
     if getattr(args, "n_subjects", 2) < 2:
         print("slicelearn: error: --n-subjects must be at least 2", file=sys.stderr)
         return 2
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (UsageError, FileNotFoundError, ValueError) as exc:
+        # Bad input (a missing scan, a malformed table, a wrong option value):
+        # one line naming the problem, not a traceback.
+        print(f"slicelearn: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

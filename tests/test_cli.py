@@ -1,55 +1,188 @@
-"""The ``slicelearn`` command."""
+"""The ``slicelearn`` command: fit, predict, evaluate, demo, and its exit codes."""
 
 from __future__ import annotations
 
+import json
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
+from conftest import write_scans
 
 from slicelearn import __version__
 from slicelearn.cli import main
 
+FAST = ["--max-epochs", "2", "--grid", "none", "--cache-dir", "none", "--no-progress"]
 
-def test_demo_fits_and_reports_held_out_metrics(capsys):
-    code = main(["demo", "--n-subjects", "8", "--n-slices", "4", "--max-epochs", "2"])
+
+@pytest.fixture
+def cohort(tmp_path):
+    paths = write_scans(tmp_path, n=20, shape=(6, 34, 33))
+    ages = np.linspace(25, 75, 20)
+    table = tmp_path / "cohort.csv"
+    pd.DataFrame(
+        {"path": [p.split("/")[-1] for p in paths], "age": ages, "sex": ["F", "M"] * 10}
+    ).to_csv(table, index=False)
+    return table
+
+
+def test_fit_predict_and_report(cohort, tmp_path, capsys):
+    model = tmp_path / "model.pkl"
+    report = tmp_path / "report"
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(cohort),
+                "--target",
+                "age",
+                "--out",
+                str(model),
+                "--report",
+                str(report),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    assert model.is_file() and "Saved the model" in capsys.readouterr().out
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["n"] == 20 and metrics["mae"] >= 0
+    for name in (
+        "predicted_vs_true.png",
+        "learning_curves.png",
+        "slice_importance.png",
+        "predictions.csv",
+    ):
+        assert (report / name).stat().st_size > 0, name
+    importance = np.loadtxt(report / "slice_importance.csv", delimiter=",")
+    assert importance.shape == (6,) and importance.sum() == pytest.approx(1.0)
+
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--model", str(model), "--data", str(cohort), "--out", str(out)]) == 0
+    predictions = pd.read_csv(out)
+    assert len(predictions) == 20 and np.isfinite(predictions["predicted_age"]).all()
+
+
+def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
+    report = tmp_path / "report"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(cohort),
+                "--target",
+                "sex",
+                "--cv",
+                "2",
+                "--report",
+                str(report),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["split"] == "2-fold cross-validation" and 0 <= metrics["roc_auc"] <= 1
+    assert metrics["classes"] == ["F", "M"]
+    assert (report / "roc.png").stat().st_size > 0
+
+
+def test_demo_fits_and_reports_held_out_metrics(capsys, tmp_path):
+    code = main(
+        [
+            "demo",
+            "--n-subjects",
+            "8",
+            "--n-slices",
+            "4",
+            "--max-epochs",
+            "2",
+            "--report",
+            str(tmp_path / "demo"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "efficientnet_lite0 (weights=imagenet, frozen)" in out
     match = re.search(r"Held-out R2 = (-?\d+\.\d+), MAE = (\d+\.\d+) slices", out)
     assert match, out
-    assert float(match.group(2)) >= 0
-
-
-def test_demo_takes_other_encoders_and_options(capsys):
-    code = main(
-        [
-            "demo",
-            "--n-subjects",
-            "6",
-            "--n-slices",
-            "3",
-            "--max-epochs",
-            "1",
-            "--encoder",
-            "cnn2d",
-            "--pooling",
-            "mean",
-            "--position-embedding",
-            "none",
-        ]
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["mae"] == pytest.approx(
+        float(match.group(2)), abs=0.01
     )
-    out = capsys.readouterr().out
-    assert code == 0
-    assert "cnn2d (weights=None" in out and "None position embedding" in out
 
 
-def test_wrong_usage_exits_with_code_2(capsys):
+def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(tmp_path / "missing.csv"),
+                "--target",
+                "age",
+                "--out",
+                str(tmp_path / "m.pkl"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(cohort),
+                "--target",
+                "height",
+                "--out",
+                str(tmp_path / "m.pkl"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
+    assert "no target column" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "none.pkl"),
+                "--data",
+                str(cohort),
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "junk.pkl").write_bytes(b"not a model")
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "junk.pkl"),
+                "--data",
+                str(cohort),
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 2
+    )
+    assert "not a slicelearn model" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--pooling", "median"])
     assert exit_info.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
     assert main(["demo", "--n-subjects", "1"]) == 2
-    assert "at least 2" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2

@@ -1,0 +1,199 @@
+"""Reports of a fitted model: metrics, figures, and slice importance.
+
+This module owns what the command line writes into a report folder:
+``metrics.json``, ``predictions.csv``, a predicted-vs-true plot (regression)
+or ROC curve (classification), learning curves from the skorch history, and
+a slice-importance map.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["regression_metrics", "classification_metrics", "slice_importance", "write_report"]
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R² and Pearson r."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
+        "r2": float(r2_score(y_true, y_pred)),
+        "pearson_r": float(np.corrcoef(y_true, y_pred)[0, 1]) if len(y_true) > 1 else float("nan"),
+    }
+
+
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy and ROC-AUC (one-vs-rest for several classes)."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+
+    predicted = classes[proba.argmax(axis=1)]
+    metrics: dict[str, Any] = {
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, predicted)),
+        "classes": [str(c) for c in classes],
+    }
+    if len(set(y_true)) > 1:
+        if len(classes) == 2:
+            metrics["roc_auc"] = float(roc_auc_score(y_true == classes[1], proba[:, 1]))
+        else:
+            metrics["roc_auc"] = float(
+                roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
+            )
+    return metrics
+
+
+def slice_importance(estimator: Any, X: Any, max_subjects: int = 16) -> np.ndarray:
+    """How much each slice index matters to the predictions, normalised to sum 1.
+
+    With attention pooling this is the mean attention weight per slice; with
+    mean or max pooling it is occlusion: the mean absolute change of the
+    prediction when one slice's encoder features are replaced by the
+    volume's mean slice features.
+    """
+    module = estimator.module_
+    batch = _volume_batch(estimator, X, max_subjects).to(estimator.device)
+    module.eval()
+    with torch.inference_mode():
+        features = module.encode(batch)
+        details = module(features, return_details=True)
+        if details.attention is not None:
+            importance = details.attention.mean(dim=0)
+        else:
+            reference = details.prediction
+            mean_slice = features.mean(dim=1, keepdim=True)
+            changes = []
+            for index in range(features.shape[1]):
+                occluded = features.clone()
+                occluded[:, index : index + 1] = mean_slice
+                changes.append((module(occluded) - reference).abs().mean())
+            importance = torch.stack(changes)
+    importance = importance.float().cpu().numpy()
+    total = importance.sum()
+    return importance / total if total > 0 else importance
+
+
+def _volume_batch(estimator: Any, X: Any, max_subjects: int) -> torch.Tensor:
+    """The first volumes of X as one tensor, read the way the estimator reads them."""
+    dataset = estimator.get_dataset(X[: min(len(X), max_subjects)])
+    return torch.stack([torch.as_tensor(np.asarray(dataset[i][0])) for i in range(len(dataset))])
+
+
+def _learning_curves(history: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    epochs = history[:, "epoch"]
+    for key in ("train_loss", "valid_loss"):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            ax.plot(epochs, values, label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _importance_map(importance: np.ndarray, mean_volume: np.ndarray, axis: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from .nn.slicenet import slice_axis_dim
+
+    dim = slice_axis_dim(axis) - 1
+    # Show the slicing axis horizontally: a view along another axis, through the centre.
+    view_dim = (dim + 1) % 3
+    image = np.take(mean_volume, mean_volume.shape[view_dim] // 2, axis=view_dim)
+    if dim > view_dim:
+        dim -= 1
+    image = image if dim == 1 else image.T
+    overlay = np.broadcast_to(importance[None, :], image.shape)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), height_ratios=[2, 1], sharex=True)
+    top.imshow(image, cmap="gray", aspect="auto", origin="lower")
+    top.imshow(overlay, cmap="hot", alpha=0.45, aspect="auto", origin="lower")
+    top.set_title(f"slice importance ({axis} slices)")
+    top.set_yticks([])
+    bottom.bar(np.arange(len(importance)), importance, color="tab:red")
+    bottom.set_xlabel(f"{axis} slice index")
+    bottom.set_ylabel("importance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(
+    folder: str | Path,
+    estimator: Any,
+    X: Any,
+    y_true: np.ndarray,
+    prediction: np.ndarray,
+    metrics: dict[str, Any],
+    ids: list[str] | None = None,
+) -> Path:
+    """Write metrics, predictions and figures of a fitted estimator to ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    is_classifier = prediction.ndim == 2
+    table = pd.DataFrame({"id": ids if ids is not None else range(len(y_true)), "true": y_true})
+    if is_classifier:
+        classes = estimator.classes_
+        table["predicted"] = classes[prediction.argmax(axis=1)]
+        for index, label in enumerate(classes):
+            table[f"p_{label}"] = prediction[:, index]
+    else:
+        table["predicted"] = prediction
+    table.to_csv(folder / "predictions.csv", index=False)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    if is_classifier and len(estimator.classes_) == 2 and len(set(y_true)) > 1:
+        from sklearn.metrics import roc_curve
+
+        fpr, tpr, _ = roc_curve(y_true == estimator.classes_[1], prediction[:, 1])
+        ax.plot(fpr, tpr, label=f"AUC = {metrics.get('roc_auc', float('nan')):.3f}")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right")
+        figure_name = "roc.png"
+    elif not is_classifier:
+        ax.scatter(y_true, prediction, s=12, alpha=0.7)
+        low, high = (
+            float(min(y_true.min(), prediction.min())),
+            float(max(y_true.max(), prediction.max())),
+        )
+        ax.plot([low, high], [low, high], "k--", lw=0.8)
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+        ax.set_title(f"MAE = {metrics['mae']:.2f}, r = {metrics['pearson_r']:.2f}")
+        figure_name = "predicted_vs_true.png"
+    else:
+        figure_name = None
+    if figure_name:
+        fig.tight_layout()
+        fig.savefig(folder / figure_name, dpi=120)
+    plt.close(fig)
+
+    if len(estimator.history):
+        _learning_curves(estimator.history, folder / "learning_curves.png")
+    importance = slice_importance(estimator, X)
+    mean_volume = _volume_batch(estimator, X, 16).mean(0).numpy()
+    _importance_map(importance, mean_volume, estimator.axis, folder / "slice_importance.png")
+    np.savetxt(folder / "slice_importance.csv", importance, delimiter=",", header="importance")
+    return folder
