@@ -169,7 +169,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"Model file {model_path} does not exist.")
     try:
         with model_path.open("rb") as handle:
-            model = pickle.load(handle)  # noqa: S301 - the user's own model file
+            model = pickle.load(handle)
         estimator = model["estimator"]
     except Exception as exc:
         raise UsageError(f"{model_path} is not a slicelearn model file: {exc}") from exc

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["regression_metrics", "classification_metrics", "slice_importance", "write_report"]
+__all__ = ["classification_metrics", "regression_metrics", "slice_importance", "write_report"]
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

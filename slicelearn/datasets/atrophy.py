@@ -63,6 +63,11 @@ _GM_LOSS_RATE_KNOTS = ((35.0, 0.0032), (70.0, 0.0055))
 _CONTRAST_LOSS_PER_DECADE = 0.04
 # Individual variation around the age trends (log-normal, these log SDs).
 _VENTRICLE_JITTER = 0.15
+# The expansion follows a smooth outward flow from the ventricles (see
+# _ventricle_flow), computed once per grid up to this flow time (mm).
+_VENTRICLE_FLOW_SD_MM = 4.0
+_VENTRICLE_FLOW_MAX_MM = 18.0
+_VENTRICLE_FLOW_MIN_MM = -3.0
 _GM_LOSS_JITTER = 0.15
 _CONTRAST_JITTER = 0.15
 
@@ -116,19 +121,20 @@ class _Template:
     brain_mask: np.ndarray
     ventricles: np.ndarray  # fraction of each voxel in the lateral ventricle ROI
     hippocampi: np.ndarray  # soft ellipsoid weight in [0, 1]
-    background: np.ndarray  # template intensity outside the brain, WM = 1 units
     base_intensity: np.ndarray  # the young template synthesised from the maps
-    grid_mm: np.ndarray  # (3, N) world coordinates of the voxels, float32
     centre_mm: np.ndarray  # brain-mask centroid: centre of rotation and scaling
-    ventricle_centres_mm: np.ndarray  # (2, 3), left then right
-    ventricle_whiteners: np.ndarray  # (2, 3, 3): L with L.T @ L = inverse window covariance
-    ventricle_table: tuple[np.ndarray, np.ndarray]  # (beta, volume ratio)
+    ventricle_centres_mm: np.ndarray  # (2, 3) centroids, left then right
+    flow_box: tuple[np.ndarray, np.ndarray]  # voxel index range [lo, hi) of the flow
+    flow_times: np.ndarray  # flow times (mm) of the snapshots
+    flow_snapshots: np.ndarray  # (T, 3, *box) displacement in voxels at each time, float16
+    flow_ratios: np.ndarray  # ventricular volume ratio at each time
     thin_index: np.ndarray  # flat indices of GM voxels the cortical thinning may reach
     thin_depth: np.ndarray  # their depth from the nearest non-ventricular CSF (mm)
     thin_gm: np.ndarray  # their template GM fraction
     thin_table: tuple[np.ndarray, np.ndarray]  # (depth threshold mm, GM fraction lost)
-    hippocampus_index: np.ndarray
-    hippocampus_weight: np.ndarray
+    hippocampus_index: np.ndarray  # flat indices of the voxels in the ellipsoids
+    hippocampus_weight: np.ndarray  # their ellipsoid weight
+    hippocampus_depth: np.ndarray  # their depth (mm) inside GM, from the nearest non-GM voxel
     spline_bases: dict  # {spacing_mm: (Bx, By, Bz)}
 
 
@@ -170,25 +176,15 @@ def _find_ventricles(csf: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return component
 
 
-def _ventricle_windows(
-    ventricles: np.ndarray, csf: np.ndarray, affine: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid and Gaussian window (whitening matrix) of each lateral ventricle."""
+def _ventricle_centres(ventricles: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Centroid (mm) of the left and of the right lateral ventricle."""
     xyz = _world_coordinates(affine, ventricles.shape)
-    weight = (csf * ventricles).reshape(-1)
-    centres, whiteners = [], []
+    weight = ventricles.reshape(-1).astype(np.float64)
+    centres = []
     for side in (-1, 1):
         w = weight * (np.sign(xyz[0]) == side)
-        centre = (xyz * w).sum(axis=1) / w.sum()
-        d = xyz - centre[:, None]
-        cov = (d * w) @ d.T / w.sum()
-        # The window reaches 1.5 SDs of the ventricle's own extent (at least 6 mm).
-        evals, evecs = np.linalg.eigh(cov)
-        window_sd = np.maximum(1.5 * np.sqrt(evals), 6.0)
-        whitener = (evecs / window_sd).T  # L = diag(1/sd) @ V.T
-        centres.append(centre)
-        whiteners.append(whitener)
-    return np.array(centres, dtype=np.float32), np.array(whiteners, dtype=np.float32)
+        centres.append((xyz * w).sum(axis=1) / w.sum())
+    return np.array(centres, dtype=np.float32)
 
 
 def _hippocampal_weight(grid_mm: np.ndarray, voxel_size: float) -> np.ndarray:
@@ -219,19 +215,18 @@ def _spline_basis(coords_mm: np.ndarray, start_mm: float, stop_mm: float, spacin
     the same on the 2 mm and 4 mm grids. Unit-norm rows make a field built from
     independent N(0, s^2) coefficients have SD s at every voxel.
     """
-    n_ctrl = int(math.ceil((stop_mm - start_mm) / spacing)) + 4
+    n_ctrl = math.ceil((stop_mm - start_mm) / spacing) + 4
     knots = start_mm + (np.arange(n_ctrl) - 1.5) * spacing
     basis = _bspline((coords_mm[:, None] - knots[None, :]) / spacing)
     return (basis / np.sqrt((basis**2).sum(axis=1, keepdims=True))).astype(np.float32)
 
 
 def _smooth_field(coefficients: np.ndarray, bases) -> np.ndarray:
-    """Separable B-spline synthesis: (Kx, Ky, Kz) coefficients to an (X, Y, Z) field."""
+    """Separable B-spline synthesis: (C, Kx, Ky, Kz) coefficients to (C, X, Y, Z) fields."""
     bx, by, bz = bases
-    out = np.tensordot(coefficients, bz, axes=(2, 1))  # (Kx, Ky, Z)
-    out = np.tensordot(out, by, axes=(1, 1))  # (Kx, Z, Y)
-    out = np.tensordot(bx, out, axes=(1, 0))  # (X, Z, Y)
-    return np.ascontiguousarray(out.transpose(0, 2, 1))
+    out = np.einsum("cabk,zk->cabz", coefficients, bz)
+    out = np.einsum("cabz,yb->cayz", out, by)
+    return np.einsum("xa,cayz->cxyz", bx, out)
 
 
 def _grid_maps(voxel_size: int) -> dict[str, np.ndarray | nib.Nifti1Image]:
@@ -244,7 +239,7 @@ def _grid_maps(voxel_size: int) -> dict[str, np.ndarray | nib.Nifti1Image]:
     mask2 = images["mask"].get_fdata(dtype=np.float32)
     csf2 = np.clip(mask2 - gm2 - wm2, 0.0, 1.0)
     ventricles2 = _find_ventricles(csf2, base_affine)
-    centres, whiteners = _ventricle_windows(ventricles2, csf2, base_affine)
+    centres = _ventricle_centres(ventricles2, base_affine)
     roi2 = ndimage.binary_dilation(ventricles2, iterations=1).astype(np.float32)
     images["ventricles"] = nib.Nifti1Image(roi2, base_affine)
     if voxel_size != 2:
@@ -255,7 +250,7 @@ def _grid_maps(voxel_size: int) -> dict[str, np.ndarray | nib.Nifti1Image]:
         affine[:3, :3] *= factor
         # Voxel centres of the coarse grid sit at the centres of 2x2x2 blocks.
         affine[:3, 3] += base_affine[:3, :3] @ np.full(3, (factor - 1) / 2)
-        shape = tuple(int(math.ceil(s / factor)) for s in images["t1"].shape)
+        shape = tuple(math.ceil(s / factor) for s in images["t1"].shape)
         fwhm = math.sqrt(voxel_size**2 - 2**2)  # to an effective voxel_size resolution
         images = {
             name: nimage.resample_img(
@@ -271,55 +266,84 @@ def _grid_maps(voxel_size: int) -> dict[str, np.ndarray | nib.Nifti1Image]:
     arrays = {name: img.get_fdata(dtype=np.float32) for name, img in images.items()}
     arrays["affine"] = images["t1"].affine
     arrays["ventricle_centres_mm"] = centres
-    arrays["ventricle_whiteners"] = whiteners
     return arrays
 
 
-def _ventricle_displacement(q: np.ndarray, beta: float, template: _Template) -> np.ndarray:
-    """Pull-back displacement that expands both lateral ventricles (q: (3, N) in mm).
+def _ventricle_flow(ventricles: np.ndarray, csf: np.ndarray, voxel_size: int):
+    """Snapshots of a smooth outward flow from the lateral ventricles, and its volume effect.
 
-    Around each ventricle centre c the subject point q samples the template at
-    ``c + (q - c) * (1 - beta * w(q))`` with a Gaussian window w: a smooth local
-    magnification by 1 / (1 - beta) at the centre. Its Jacobian is positive for
-    every beta < 1, so the map never folds.
+    The velocity is the gradient of the ventricle map smoothed with a Gaussian
+    (SD 4 mm), scaled to at most 1 mm per unit time. Following it *towards* the
+    ventricles for a time t gives the pull-back map of an expansion: a subject
+    voxel near a ventricle samples the template closer to (or inside) it, so the
+    ventricles widen along their normals while keeping their shape. A flow of a
+    smooth field never folds; the septum between the two ventricles thins but
+    does not tear. Returns the voxel box it acts in, the snapshot times (mm),
+    the displacement (voxels) at each time and the ventricular volume ratio.
     """
-    displacement = np.zeros_like(q)
-    if beta == 0.0:
-        return displacement
-    for centre, whitener in zip(template.ventricle_centres_mm, template.ventricle_whiteners):
-        d = q - centre[:, None]
-        e = whitener @ d
-        window = np.exp(-0.5 * np.einsum("ij,ij->j", e, e))
-        displacement -= (beta * window) * d
-    return displacement
+    phi = ndimage.gaussian_filter(ventricles.astype(np.float64), _VENTRICLE_FLOW_SD_MM / voxel_size)
+    gradient = np.stack(np.gradient(phi, float(voxel_size)))
+    norm = np.sqrt((gradient**2).sum(axis=0))
+    active = np.nonzero(norm > 1e-3 * norm.max())
+    lo = np.maximum(np.array([a.min() for a in active]) - 1, 0)
+    hi = np.minimum(np.array([a.max() for a in active]) + 2, ventricles.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    # In voxels per unit time (mm); max speed 1 mm per mm of flow time.
+    velocity = (gradient[(slice(None), *box)] / norm.max() / voxel_size).astype(np.float32)
+    start = np.indices(velocity.shape[1:], dtype=np.float32).reshape(3, -1)
+    ventricle_csf = (csf * ventricles)[box].astype(np.float32)
+    original = float((csf * ventricles).sum())
+
+    def speed(points: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [
+                ndimage.map_coordinates(v, points, order=1, mode="nearest", prefilter=False)
+                for v in velocity
+            ]
+        )
+
+    step, per_snapshot = 0.5, 2  # midpoint (RK2) steps of 0.5 mm, a snapshot every 1 mm
+    snapshots, ratios, times = [], [], []
+    # Forward in time the ventricles grow; backward they shrink (for ratios < 1).
+    for direction, span in ((-1.0, _VENTRICLE_FLOW_MIN_MM), (1.0, _VENTRICLE_FLOW_MAX_MM)):
+        points = start.copy()
+        h = direction * step
+        for n in range(round(abs(span) / (step * per_snapshot)) + 1):
+            if n:
+                for _ in range(per_snapshot):
+                    points = points + h * speed(points + 0.5 * h * speed(points))
+            elif direction > 0:
+                continue  # time 0 was stored with the backward pass
+            warped = ndimage.map_coordinates(ventricle_csf, points, order=1, prefilter=False)
+            ratios.append(float(warped.sum()) / original)
+            snapshots.append((points - start).reshape(3, *velocity.shape[1:]))
+            times.append(direction * n * step * per_snapshot)
+    order = np.argsort(times)
+    times = np.asarray(times)[order]
+    snapshots = [snapshots[i] for i in order]
+    ratios = np.maximum.accumulate(np.asarray(ratios)[order])
+    # Half precision is plenty for displacements of a few voxels (and halves the cache).
+    return (lo, hi), times, np.stack(snapshots).astype(np.float16), ratios
 
 
-def _calibrate_ventricles(template: _Template) -> tuple[np.ndarray, np.ndarray]:
-    """Ventricular volume ratio as a function of the expansion strength beta."""
-    voxel_csf = template.csf * template.ventricles
-    # Only the central region matters: the window is < 1e-4 outside it.
-    box = np.zeros(template.shape, dtype=bool)
-    reach = 45.0
-    lo = template.ventricle_centres_mm.min(axis=0) - reach
-    hi = template.ventricle_centres_mm.max(axis=0) + reach
-    inside = np.all((template.grid_mm >= lo[:, None]) & (template.grid_mm <= hi[:, None]), axis=0)
-    box.reshape(-1)[inside] = True
-    q = template.grid_mm[:, inside]
-    inverse = np.linalg.inv(template.affine)
-    original = float(voxel_csf.sum())
-    betas = np.linspace(-0.6, 0.75, 55)
-    ratios = []
-    for beta in betas:
-        p = q + _ventricle_displacement(q, float(beta), template)
-        index = inverse[:3, :3] @ p + inverse[:3, 3:4]
-        warped = ndimage.map_coordinates(voxel_csf, index, order=1, prefilter=False)
-        ratios.append(float(warped.sum()) / original)
-    return betas, np.maximum.accumulate(np.asarray(ratios))
+def _ventricle_displacement(index: np.ndarray, time_mm: float, template: _Template) -> None:
+    """Add the ventricular expansion at flow time ``time_mm`` to voxel indices (in place)."""
+    times, snapshots = template.flow_times, template.flow_snapshots
+    spacing = times[1] - times[0]
+    k = int(np.clip((time_mm - times[0]) // spacing, 0, len(times) - 2))
+    frac = np.float32((time_mm - times[k]) / spacing)
+    field = (1 - frac) * snapshots[k].astype(np.float32) + frac * snapshots[k + 1]
+    lo, hi = template.flow_box
+    lo_f, hi_f = lo.astype(np.float32)[:, None], (hi - 1).astype(np.float32)[:, None]
+    inside = np.flatnonzero(np.all((index >= lo_f) & (index <= hi_f), axis=0))
+    local = index[:, inside] - lo_f
+    for axis in range(3):
+        index[axis, inside] += ndimage.map_coordinates(
+            field[axis], local, order=1, mode="nearest", prefilter=False
+        )
 
 
-def _cortical_depth(
-    gm: np.ndarray, csf: np.ndarray, mask: np.ndarray, ventricles: np.ndarray, voxel_size: int
-):
+def _cortical_depth(csf: np.ndarray, mask: np.ndarray, ventricles: np.ndarray, voxel_size: int):
     """Distance (mm) of every voxel to the nearest sulcal/outer CSF or outside of the brain."""
     near_ventricles = ndimage.binary_dilation(ventricles > 0.5, iterations=2)
     seeds = ((csf >= 0.5) & ~near_ventricles) | (mask < 0.5)
@@ -352,11 +376,11 @@ def _template(voxel_size: int) -> _Template:
         np.float32
     )
     shape = tuple(int(s) for s in gm.shape)
-    grid_mm = _world_coordinates(affine, shape).astype(np.float32)
+    grid_mm = _world_coordinates(affine, shape)
     centre = (grid_mm * mask.reshape(-1)).sum(axis=1) / mask.sum()
     ventricles = np.clip(maps["ventricles"], 0.0, 1.0)
 
-    depth = _cortical_depth(gm, csf, mask, ventricles, voxel_size)
+    depth = _cortical_depth(csf, mask, ventricles, voxel_size)
     max_depth = 16.0
     reach = (gm > 1e-3) & (depth < max_depth)
     thin_index = np.flatnonzero(reach)
@@ -365,8 +389,11 @@ def _template(voxel_size: int) -> _Template:
     thresholds = np.linspace(0.0, max_depth, 65)
     losses = _thinning_loss(thin_depth, thin_gm, thresholds, float(voxel_size)) / gm.sum()
 
-    hippocampi = _hippocampal_weight(grid_mm.astype(np.float64), voxel_size).astype(np.float32)
+    flow_box, flow_times, flow_snapshots, flow_ratios = _ventricle_flow(ventricles, csf, voxel_size)
+    hippocampi = _hippocampal_weight(grid_mm, voxel_size)
+    hippocampi = hippocampi.reshape(shape).astype(np.float32)
     hippocampus_index = np.flatnonzero(hippocampi > 0)
+    gm_depth = ndimage.distance_transform_edt(gm >= 0.5, sampling=voxel_size).astype(np.float32)
 
     # World-fixed control grids for the smooth random fields (same on every grid).
     base_images = _mni_images()
@@ -377,9 +404,7 @@ def _template(voxel_size: int) -> _Template:
     if not np.allclose(affine[:3, :3], np.diag(np.diag(affine[:3, :3]))):
         raise RuntimeError("The template grid is expected to be axis-aligned (RAS).")
     bases = {
-        spacing: tuple(
-            _spline_basis(axes_mm[a], fov_lo[a], fov_hi[a], spacing) for a in range(3)
-        )
+        spacing: tuple(_spline_basis(axes_mm[a], fov_lo[a], fov_hi[a], spacing) for a in range(3))
         for spacing in (_DEFORMATION_SPACING_MM, _BIAS_SPACING_MM)
     }
 
@@ -392,23 +417,22 @@ def _template(voxel_size: int) -> _Template:
         brain_mask=_readonly(mask),
         ventricles=_readonly(ventricles),
         hippocampi=_readonly(hippocampi),
-        background=_readonly(background),
         base_intensity=_readonly(base),
-        grid_mm=_readonly(grid_mm),
         centre_mm=_readonly(centre.astype(np.float32)),
         ventricle_centres_mm=_readonly(maps["ventricle_centres_mm"]),
-        ventricle_whiteners=_readonly(maps["ventricle_whiteners"]),
-        ventricle_table=(np.zeros(1), np.ones(1)),
+        flow_box=(_readonly(flow_box[0]), _readonly(flow_box[1])),
+        flow_times=_readonly(flow_times),
+        flow_snapshots=_readonly(flow_snapshots),
+        flow_ratios=_readonly(flow_ratios),
         thin_index=_readonly(thin_index),
         thin_depth=_readonly(thin_depth),
         thin_gm=_readonly(thin_gm),
         thin_table=(_readonly(thresholds), _readonly(losses)),
         hippocampus_index=_readonly(hippocampus_index),
         hippocampus_weight=_readonly(hippocampi.reshape(-1)[hippocampus_index]),
+        hippocampus_depth=_readonly(gm_depth.reshape(-1)[hippocampus_index]),
         spline_bases=bases,
     )
-    betas, ratios = _calibrate_ventricles(template)
-    object.__setattr__(template, "ventricle_table", (_readonly(betas), _readonly(ratios)))
     return template
 
 
@@ -492,7 +516,6 @@ def _simulate_subject(
         gm_loss = float(removed.sum() / template.gm.sum())
     hippocampal_atrophy = 0.0
     if ad_on:
-        hippocampal_atrophy = _AD_HIPPOCAMPAL_ATROPHY * severity
         index = template.hippocampus_index
         remaining = gm[index].copy()
         if removed.size:
@@ -501,7 +524,19 @@ def _simulate_subject(
             position = np.minimum(position, template.thin_index.size - 1)
             hit = template.thin_index[position] == index
             remaining[hit] -= removed[position[hit]]
-        intensity[index] += gm_to_csf * hippocampal_atrophy * template.hippocampus_weight * remaining
+        # Atrophy eats the hippocampus from its surface inwards: GM within a
+        # depth threshold turns into CSF, the threshold set so that the
+        # requested fraction of the ellipsoids' GM goes.
+        hippocampal_gm = template.hippocampus_weight * remaining
+        width = float(np.mean(np.abs(np.diag(template.affine)[:3])))
+        thresholds = np.linspace(0.0, float(template.hippocampus_depth.max()) + width, 49)
+        ramps = np.clip((thresholds[:, None] - template.hippocampus_depth) / width, 0, 1)
+        losses = ramps @ hippocampal_gm / hippocampal_gm.sum()
+        target = min(_AD_HIPPOCAMPAL_ATROPHY * severity, float(losses[-1]))
+        threshold = float(np.interp(target, losses, thresholds))
+        lost = hippocampal_gm * np.clip((threshold - template.hippocampus_depth) / width, 0, 1)
+        intensity[index] += gm_to_csf * lost
+        hippocampal_atrophy = float(lost.sum() / hippocampal_gm.sum())
     contrast = 1.0
     if age_on:
         contrast = 1.0 - (1.0 - _contrast_for_age(age)) * math.exp(_CONTRAST_JITTER * z_contrast)
@@ -515,12 +550,12 @@ def _simulate_subject(
         ratio = _ventricle_ratio_for_age(age) * math.exp(_VENTRICLE_JITTER * z_ventricle)
     if ad_on:
         ratio *= 1.0 + _AD_VENTRICLE_EXCESS * severity
-    betas, ratios = template.ventricle_table
-    beta = 0.0
+    flow_time = 0.0
     if ratio != 1.0:
         ratio = float(np.clip(ratio, *_VENTRICLE_RATIO_CLIP))
-        beta = float(np.interp(ratio, ratios, betas))
-        ratio = float(np.interp(beta, betas, ratios))
+        ratio = float(np.clip(ratio, template.flow_ratios[0], template.flow_ratios[-1]))
+        flow_time = float(np.interp(ratio, template.flow_ratios, template.flow_times))
+        ratio = float(np.interp(flow_time, template.flow_times, template.flow_ratios))
 
     # Pull-back map of output voxels into template space (mm), then one resampling.
     scale = 1.0
@@ -528,23 +563,33 @@ def _simulate_subject(
         scale = _SEX_HEAD_SCALE[sex] * math.exp(_HEAD_SCALE_SD * z_scale)
     rotation = _rotation(angles) if effects["pose"] else np.eye(3)
     translation = shift if effects["pose"] else np.zeros(3)
+    # Subject point x samples the template at c + R.T (x - c - t) / s (+ deformation),
+    # written directly in voxel indices of the template grid.
     centre = template.centre_mm.astype(np.float64)
     linear = rotation.T / scale
     offset = centre - linear @ (centre + translation)
-    q = linear.astype(np.float32) @ template.grid_mm + offset.astype(np.float32)[:, None]
+    forward, inverse = template.affine, np.linalg.inv(template.affine)
+    matrix = inverse[:3, :3] @ linear @ forward[:3, :3]
+    bias_vector = inverse[:3, :3] @ (linear @ forward[:3, 3] + offset) + inverse[:3, 3]
+    axes = [np.arange(n, dtype=np.float32) for n in template.shape]
+    i, j, k = axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
+    index = np.empty((3, *template.shape), dtype=np.float32)
+    for a in range(3):
+        m = matrix[a].astype(np.float32)
+        np.add(m[0] * i + m[1] * j, m[2] * k + np.float32(bias_vector[a]), out=index[a])
     if effects["anatomy"]:
-        for axis in range(3):
-            q[axis] += _smooth_field(deformation[axis], deformation_bases).reshape(-1)
-    if beta != 0.0:
-        q += _ventricle_displacement(q, beta, template)
-    inverse = np.linalg.inv(template.affine).astype(np.float32)
-    index = inverse[:3, :3] @ q + inverse[:3, 3:4]
+        # Displacement in mm, converted to voxels (the grid is axis-aligned).
+        voxel = np.diag(forward[:3, :3]).astype(np.float32)[:, None, None, None]
+        index += _smooth_field(deformation, deformation_bases) / voxel
+    index = index.reshape(3, -1)
+    if flow_time != 0.0:
+        _ventricle_displacement(index, flow_time, template)
     volume = ndimage.map_coordinates(
         intensity, index, order=1, mode="constant", cval=0.0, prefilter=False, output=np.float32
     ).reshape(template.shape)
 
     if effects["bias"]:
-        volume *= np.exp(_BIAS_SD * _smooth_field(bias, bias_bases))
+        volume *= np.exp(_BIAS_SD * _smooth_field(bias[None], bias_bases)[0])
     if noise > 0:
         sigma = np.float32(noise * _WM_INTENSITY)
         real = rng.standard_normal(template.shape, dtype=np.float32)
@@ -614,9 +659,7 @@ def make_atrophy_cohort(
     noise_type: str = "rician",
     return_arrays: bool = False,
     random_state: int | np.random.RandomState | None = None,
-) -> (
-    tuple[list[nib.Nifti1Image], pd.DataFrame] | tuple[np.ndarray, np.ndarray, pd.DataFrame]
-):
+) -> tuple[list[nib.Nifti1Image], pd.DataFrame] | tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Simulate a labelled cohort of T1-weighted-like brain MRI volumes.
 
     Each volume is synthesised from nilearn's bundled MNI152 tissue maps (no
@@ -768,7 +811,7 @@ def make_atrophy_cohort(
         raise ValueError(f"return_arrays must be True or False, got {return_arrays!r}.")
     rng = check_random_state(random_state)
 
-    n_ad = int(round(ad_fraction * n_subjects))
+    n_ad = round(float(ad_fraction) * n_subjects)
     is_ad = np.zeros(n_subjects, dtype=bool)
     is_ad[rng.permutation(n_subjects)[:n_ad]] = True
     cn_ages = rng.uniform(*age_range, size=n_subjects)
