@@ -48,10 +48,11 @@ _CSF_INTENSITY = 0.22
 # The MNI152 2009 template averages young adults, so it stands for age 20:
 # younger ages get no age effect.
 _REFERENCE_AGE = 20.0
-# Lateral ventricles: slow growth in early adulthood (about 20 %/decade, Kaye et
-# al. 1992) that accelerates late in life (Kaye et al. 1992; Fjell et al. 2013).
-# Modelled as V(age) / V(20) = 1 + (R - 1) * ((age - 20) / 65) ** 2 with R = 3,
-# i.e. roughly a tripling between 20 and 85 (1.43x at 50, 2.18x at 70).
+# Lateral ventricles: about 20 %/decade in early adulthood, then a steep
+# increase from the fifth or sixth decade (Kaye et al. 1992). Modelled as
+# V(age) / V(20) = 1 + (R - 1) * ((age - 20) / 65) ** 2 with R = 3: roughly a
+# tripling between 20 and 85 (1.43x at 50, 2.18x at 70). This quadratic grows
+# more slowly than Kaye's 20 %/decade before 40 and faster after 50.
 _VENTRICLE_RATIO_AT_85 = 3.0
 # Grey matter volume loss: annual rates of about 0.32 %/year at 35 rising to
 # 0.55 %/year at 70 (Schippling et al. 2017); linear in between, constant
@@ -63,13 +64,13 @@ _GM_LOSS_RATE_KNOTS = ((35.0, 0.0032), (70.0, 0.0055))
 _CONTRAST_LOSS_PER_DECADE = 0.04
 # Individual variation around the age trends (log-normal, these log SDs).
 _VENTRICLE_JITTER = 0.15
-# The expansion follows a smooth outward flow from the ventricles (see
-# _ventricle_flow), computed once per grid up to this flow time (mm).
-_VENTRICLE_FLOW_SD_MM = 4.0
-_VENTRICLE_FLOW_MAX_MM = 18.0
-_VENTRICLE_FLOW_MIN_MM = -3.0
 _GM_LOSS_JITTER = 0.15
 _CONTRAST_JITTER = 0.15
+# The ventricular expansion follows a smooth outward flow from the ventricles
+# (see _ventricle_flow), computed once per grid over these flow times (mm).
+_VENTRICLE_FLOW_SD_MM = 4.0
+_VENTRICLE_FLOW_MIN_MM = -3.0
+_VENTRICLE_FLOW_MAX_MM = 18.0
 
 # --- Alzheimer's disease -------------------------------------------------------
 # Hippocampal volume is about 24 % (left 24.2 %, right 23.1 %) smaller in AD
@@ -77,8 +78,9 @@ _CONTRAST_JITTER = 0.15
 _AD_HIPPOCAMPAL_ATROPHY = 0.24
 # Ventricles of AD patients are larger and grow faster (Nestor et al. 2008); the
 # ventricle-to-brain ratio grows about 15.6 %/year in probable AD against
-# 4.3 %/year without AD (Bradley et al. 2002). We use 1.4x an age-matched
-# control's ventricular volume (about three years of that excess growth).
+# 4.3 %/year without AD (Bradley et al. 2002). We assume 1.4x an age-matched
+# control's ventricular volume (about three years of that excess growth); this
+# cross-sectional ratio is our assumption, not a published figure.
 _AD_VENTRICLE_EXCESS = 0.4
 # Disease severity multiplies both AD effects: normal(1, 0.25), clipped.
 _AD_SEVERITY_SD = 0.25
@@ -109,7 +111,7 @@ _NOISE_TYPES = ("rician", "gaussian")
 # ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Template:
     """Everything about one grid that does not change between subjects."""
 
@@ -670,10 +672,10 @@ def make_atrophy_cohort(
     **Age** (uniform in ``age_range``; the template stands for age 20, younger
     ages get no age effect):
 
-    - the lateral ventricles, located from the template's CSF map, expand by a
-      smooth local magnification; their volume grows as
-      ``1 + 2 * ((age - 20) / 65) ** 2`` (3x by 85, about 20 %/decade early,
-      accelerating late; after Kaye et al. 1992 and Fjell et al. 2013);
+    - the lateral ventricles, located from the template's CSF map, widen by a
+      smooth, fold-free outward deformation; their volume grows as
+      ``1 + 2 * ((age - 20) / 65) ** 2`` (3x by 85: slow early growth that
+      accelerates late, after Kaye et al. 1992);
     - cortical GM thins: GM within a depth threshold of sulcal or outer CSF
       turns into CSF (sulci widen), at 0.32 %/year of GM at 35 rising to
       0.55 %/year at 70 (Schippling et al. 2017), about 28 % lost by 85;
@@ -684,10 +686,11 @@ def make_atrophy_cohort(
     Each age effect varies between subjects (log-normal, SD 0.15).
 
     **Alzheimer's disease** (``diagnosis == "AD"``): GM inside an ellipsoid
-    around each hippocampus (MNI (+-26, -22, -14) mm) turns into CSF, 24 % of it
-    on average (Shi et al. 2009: AD hippocampi 23-24 % smaller than age-matched
-    controls), and the ventricles are 1.4x an age-matched control's (larger and
-    faster-growing ventricles in AD: Nestor et al. 2008, Bradley et al. 2002).
+    around each hippocampus (MNI (+-26, -22, -14) mm) turns into CSF from the
+    hippocampal surface inwards, 24 % of it on average (Shi et al. 2009: AD
+    hippocampi 23-24 % smaller than age-matched controls), and the ventricles
+    are 1.4x an age-matched control's (an assumption; AD ventricles are larger
+    and grow faster: Nestor et al. 2008, Bradley et al. 2002).
     A per-subject severity (normal, mean 1, SD 0.25) scales both.
 
     **Nuisance**: a smooth random deformation (2.5 mm SD per component), head
@@ -697,8 +700,9 @@ def make_atrophy_cohort(
     Rician or Gaussian noise. All spatial effects are composed into one
     pull-back map and applied with a single linear interpolation.
 
-    The effect sizes approximate published group figures; this is a simulator,
-    not real data (see ``docs/simulator.md``).
+    The effect sizes approximate published group figures (some are our own
+    assumptions, flagged in ``docs/simulator.md``, which also lists what is not
+    simulated); this is a simulator, not real data.
 
     Parameters
     ----------
@@ -766,9 +770,10 @@ def make_atrophy_cohort(
 
     Notes
     -----
-    At 2 mm a subject takes about 0.2-0.3 s on one CPU core; 100 subjects at
-    4 mm take a few seconds. The first call also loads and prepares the
-    template (1-3 s per grid; cached in memory afterwards).
+    Speed (one CPU core): about 0.1-0.15 s per subject at 2 mm and 2 s for
+    100 subjects at 4 mm, once the grid's template is cached; the first call
+    on a grid prepares it (about 3 s, plus 2-3 s to import nilearn and load its
+    templates). A 2 mm volume takes 4.4 MB of memory.
 
     Examples
     --------
@@ -781,8 +786,8 @@ def make_atrophy_cohort(
     >>> X, affine, labels = make_atrophy_cohort(
     ...     n_subjects=2, voxel_size=4, random_state=0, return_arrays=True
     ... )
-    >>> X.shape, affine[0, 0]
-    ((2, 50, 59, 48), np.float64(4.0))
+    >>> X.shape, float(affine[0, 0])
+    ((2, 50, 59, 48), 4.0)
     """
     if isinstance(n_subjects, bool) or not isinstance(n_subjects, numbers.Integral):
         raise ValueError(f"n_subjects must be a positive integer, got {n_subjects!r}.")
