@@ -28,6 +28,7 @@ Methods (``--methods``):
   centre of mass -> translation -> rigid -> affine, ``level_iters=[1000, 100,
   10]``, sigmas [3, 1, 0], factors [4, 2, 1], ``sampling_proportion=0.25``
   (dipy's sparse sampling is deterministic: it needs no seed);
+- ``dipy-dense``: ``dipy-fast`` with dense sampling (``sampling_proportion=None``);
 - ``dipy-default``: the same with dipy's defaults, ``level_iters=[1000, 500,
   100]`` and dense sampling.
 
@@ -40,7 +41,8 @@ while the IXI volumes still have skull, face and neck:
 - ``fixedmask``: moving = the whole-head T1, but the similarity metric is
   restricted to the MNI brain mask in template space (ANTs ``mask=``, dipy
   ``static_mask=``): a way round the mismatch that needs no skull stripping.
-  dipy uses the mask in its metric only with dense sampling (``dipy-default``):
+  dipy uses the mask in its metric only with dense sampling (``dipy-dense``,
+  ``dipy-default``):
   with ``sampling_proportion < 1`` it warns and keeps it only for the centre
   of mass and the intensity range, so ``dipy-fast`` here is nearly ``head``.
 
@@ -67,7 +69,14 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
-METHODS = ("ants-affinefast", "ants-affine", "ants-affine-dense", "dipy-fast", "dipy-default")
+METHODS = (
+    "ants-affinefast",
+    "ants-affine",
+    "ants-affine-dense",
+    "dipy-fast",
+    "dipy-dense",
+    "dipy-default",
+)
 CONDITIONS = ("head", "brain", "fixedmask")
 FIELDS = (
     "subject",
@@ -221,6 +230,8 @@ def make_method(name: str, template, template_mask):
         return AntsMethod("Affine", template, template_mask, aff_random_sampling_rate=1.0)
     if name == "dipy-fast":
         return DipyMethod([1000, 100, 10], 0.25, template, template_mask)
+    if name == "dipy-dense":
+        return DipyMethod([1000, 100, 10], None, template, template_mask)
     if name == "dipy-default":
         return DipyMethod([1000, 500, 100], None, template, template_mask)
     raise ValueError(f"unknown method {name!r}; choose from {METHODS}")

@@ -71,17 +71,41 @@ def test_preprocessing_puts_ixi_on_the_mni_grid_in_ras():
         assert _dice(volume > 0, mni_brain) > 0.7
 
 
-def test_affine_registration_aligns_ixi_brains_with_the_template():
-    pytest.importorskip("ants", reason="registration needs antspyx (slicelearn[registration])")
+@pytest.mark.parametrize(("backend", "module"), [("dipy", "dipy"), ("ants", "ants")])
+def test_registration_puts_brain_extracted_ixi_scans_on_the_template_brain(backend, module):
+    pytest.importorskip(module, reason=f"the {backend} backend is not installed")
     from slicelearn.data import VolumePreprocessor, template_image
 
-    paths, masks = _scan_and_mask(3)
+    (path,), masks = _scan_and_mask(1)
     mni_brain = template_image("mni152", brain_mask=True).get_fdata() > 0.5
-    resampled = VolumePreprocessor(mask=masks, normalize=None, cache_dir=None).fit(paths)
+    before = VolumePreprocessor(mask=masks, normalize=None, cache_dir=None).fit([path])
     registered = VolumePreprocessor(
-        registration="affine", mask=masks, normalize="zscore_brain", cache_dir=None
-    ).fit(paths)
-    for path, before, after in zip(paths, resampled.transform(paths), registered.transform(paths)):
-        dice_after = _dice(after != 0, mni_brain)
-        assert dice_after > 0.8, path
-        assert dice_after > _dice(before > 0, mni_brain), path
+        registration="affine",
+        registration_backend=backend,
+        mask=masks,
+        normalize=None,
+        cache_dir=None,
+    ).fit([path])
+    # The subject mask is warped with its scan, so the non-zero voxels are its brain.
+    dice_after = _dice(registered.transform([path])[0] != 0, mni_brain)
+    dice_before = _dice(before.transform([path])[0] > 0, mni_brain)
+    assert dice_after > 0.8 and dice_after > dice_before, (dice_after, dice_before)
+
+
+def test_dipy_registers_whole_head_scans_with_the_template_mask():
+    pytest.importorskip("dipy", reason="the dipy backend is not installed")
+    import nibabel as nib
+
+    from slicelearn.data import template_image
+    from slicelearn.data.io import load_nifti
+    from slicelearn.data.registration import register_affine
+
+    (path,), masks = _scan_and_mask(1)
+    scan = nib.as_closest_canonical(load_nifti(path))  # skull and neck on
+    _, apply = register_affine(
+        scan, template_image("mni152"), template_mask=template_image("mni152", brain_mask=True)
+    )
+    warped = apply(nib.as_closest_canonical(load_nifti(masks[path])), "nearest")
+    mni_brain = template_image("mni152", brain_mask=True).get_fdata() > 0.5
+    assert warped.shape == (99, 117, 95)
+    assert _dice(warped.get_fdata() > 0.5, mni_brain) > 0.85

@@ -117,6 +117,10 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
     registration : {None, "affine"}, default=None
         Affine registration to the template (needs ``pip install
         slicelearn[registration]``); requires a template ``target``.
+    registration_backend : {"dipy", "ants"}, default="dipy"
+        dipy registers whole-head scans reproducibly (about 40 s a scan);
+        antspyx is about 4 s a scan but needs brain-extracted scans (a
+        per-subject ``mask``). See ``docs/registration_choice.md``.
     mask : None, "template", image, path, mapping or callable, default=None
         Brain mask. ``"template"`` is the MNI152 brain mask (meaningful after
         registration); an image or path is one shared mask on the target
@@ -158,6 +162,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         target_shape: tuple[int, int, int] | None = None,
         voxel_size: float | tuple[float, float, float] | None = None,
         registration: str | None = None,
+        registration_backend: str = "dipy",
         mask: Any = None,
         crop: bool = False,
         crop_margin: int = 2,
@@ -170,6 +175,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         self.target_shape = target_shape
         self.voxel_size = voxel_size
         self.registration = registration
+        self.registration_backend = registration_backend
         self.mask = mask
         self.crop = crop
         self.crop_margin = crop_margin
@@ -187,6 +193,11 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         self.target_image_ = self._resolve_target()
+        self.template_mask_ = (
+            template_image(self.target, brain_mask=True)
+            if self.registration and isinstance(self.target, str) and self.target in TARGET_GRIDS
+            else None
+        )
         self.shared_mask_ = self._resolve_shared_mask()
         self.crop_box_ = self._resolve_crop_box()
         self.output_shape_ = self._output_shape(X)
@@ -200,6 +211,10 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             )
         if self.registration not in (None, "affine"):
             raise ValueError(f"registration must be None or 'affine', got {self.registration!r}.")
+        if self.registration_backend not in ("dipy", "ants"):
+            raise ValueError(
+                f"registration_backend must be 'dipy' or 'ants', got {self.registration_backend!r}."
+            )
         if self.registration and self.target is None:
             raise ValueError("registration='affine' needs a template target, e.g. 'mni152'.")
         if (self.target_shape is None) != (self.voxel_size is None):
@@ -341,7 +356,13 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         if self.registration == "affine":
             from .registration import register_affine
 
-            scan, apply_transform = register_affine(scan, self.target_image_, subject_mask)
+            scan, apply_transform = register_affine(
+                scan,
+                self.target_image_,
+                moving_mask=subject_mask,
+                template_mask=self.template_mask_,
+                backend=self.registration_backend,
+            )
             if subject_mask is not None:
                 subject_mask = apply_transform(subject_mask, interpolation="nearest")
         elif self.target_image_ is not None or self.target_shape is not None:
