@@ -91,28 +91,28 @@ def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
     assert (report / "roc.png").stat().st_size > 0
 
 
-def test_demo_fits_and_reports_held_out_metrics(capsys, tmp_path):
+def test_demo_fits_the_simulated_cohort_and_reports(capsys, tmp_path):
+    report = tmp_path / "demo"
     code = main(
         [
             "demo",
             "--n-subjects",
-            "8",
-            "--n-slices",
-            "4",
+            "12",
             "--max-epochs",
             "2",
             "--report",
-            str(tmp_path / "demo"),
+            str(report),
+            "--no-progress",
         ]
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "efficientnet_lite0 (weights=imagenet, frozen)" in out
-    match = re.search(r"Held-out R2 = (-?\d+\.\d+), MAE = (\d+\.\d+) slices", out)
+    assert "simulated cohort of 12" in out and "efficientnet_lite0 (weights=imagenet" in out
+    match = re.search(r"MAE = (\d+\.\d+) years", out)
     assert match, out
-    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["mae"] == pytest.approx(
-        float(match.group(2)), abs=0.01
-    )
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["mae"] == pytest.approx(float(match.group(1)), abs=0.01)
+    assert (report / "slice_importance.png").stat().st_size > 0
 
 
 def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
@@ -182,7 +182,7 @@ def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--pooling", "median"])
     assert exit_info.value.code == 2
-    assert main(["demo", "--n-subjects", "1"]) == 2
+    assert main(["demo", "--n-subjects", "3"]) == 2
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
