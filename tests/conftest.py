@@ -79,3 +79,19 @@ def write_scans(folder, n: int = 6, shape=(12, 14, 10), seed: int = 0, affine=No
         nib.save(nib.Nifti1Image(data, affine), path)
         paths.append(str(path))
     return paths
+
+
+@pytest.fixture
+def count_preprocess(monkeypatch):
+    """Count real preprocessing runs (cache misses)."""
+    from slicelearn.data import VolumePreprocessor
+
+    calls = []
+    original = VolumePreprocessor.preprocess
+
+    def counting(self, item, index=0):
+        calls.append(str(item))
+        return original(self, item, index)
+
+    monkeypatch.setattr(VolumePreprocessor, "preprocess", counting)
+    return calls

@@ -115,77 +115,40 @@ def test_demo_fits_the_simulated_cohort_and_reports(capsys, tmp_path):
     assert (report / "slice_importance.png").stat().st_size > 0
 
 
+def _exit_code_and_error(capsys, *argv) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
 def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "fit",
-                "--data",
-                str(tmp_path / "missing.csv"),
-                "--target",
-                "age",
-                "--out",
-                str(tmp_path / "m.pkl"),
-                *FAST,
-            ]
-        )
-        == 2
-    )
-    assert "does not exist" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "fit",
-                "--data",
-                str(cohort),
-                "--target",
-                "height",
-                "--out",
-                str(tmp_path / "m.pkl"),
-                *FAST,
-            ]
-        )
-        == 2
-    )
-    assert "no target column" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "predict",
-                "--model",
-                str(tmp_path / "none.pkl"),
-                "--data",
-                str(cohort),
-                "--out",
-                str(tmp_path / "p.csv"),
-            ]
-        )
-        == 2
-    )
-    assert "does not exist" in capsys.readouterr().err
+    model, table = tmp_path / "m.pkl", tmp_path / "p.csv"
+    cases = [
+        (
+            ("fit", "--data", tmp_path / "missing.csv", "--target", "age", "--out", model, *FAST),
+            "does not exist",
+        ),
+        (
+            ("fit", "--data", cohort, "--target", "height", "--out", model, *FAST),
+            "no target column",
+        ),
+        (
+            ("predict", "--model", tmp_path / "none.pkl", "--data", cohort, "--out", table),
+            "does not exist",
+        ),
+        (
+            ("predict", "--model", tmp_path / "junk.pkl", "--data", cohort, "--out", table),
+            "not a slicelearn model",
+        ),
+        (("demo", "--n-subjects", "3"), "at least 4"),
+    ]
     (tmp_path / "junk.pkl").write_bytes(b"not a model")
-    assert (
-        main(
-            [
-                "predict",
-                "--model",
-                str(tmp_path / "junk.pkl"),
-                "--data",
-                str(cohort),
-                "--out",
-                str(tmp_path / "p.csv"),
-            ]
-        )
-        == 2
-    )
-    assert "not a slicelearn model" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--pooling", "median"])
-    assert exit_info.value.code == 2
-    assert main(["demo", "--n-subjects", "3"]) == 2
-    with pytest.raises(SystemExit) as exit_info:
-        main([])
-    assert exit_info.value.code == 2
+    for argv, message in cases:
+        code, error = _exit_code_and_error(capsys, *argv)
+        assert code == 2 and message in error, (argv, error)
+    for argv in (["demo", "--pooling", "median"], []):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
 
 
 def test_version(capsys):

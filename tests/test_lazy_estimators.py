@@ -22,19 +22,6 @@ def scans(tmp_path):
     return paths, ages
 
 
-@pytest.fixture
-def count_preprocess(monkeypatch):
-    calls = []
-    original = VolumePreprocessor.preprocess
-
-    def counting(self, item, index=0):
-        calls.append(str(item))
-        return original(self, item, index)
-
-    monkeypatch.setattr(VolumePreprocessor, "preprocess", counting)
-    return calls
-
-
 def _prep(tmp_path, **kwargs):
     params = dict(
         target=None, target_shape=(8, 10, 9), voxel_size=2.0, cache_dir=tmp_path / "cache"

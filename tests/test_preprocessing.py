@@ -13,20 +13,6 @@ from slicelearn.data import PreprocessedVolumes, VolumeCache, VolumePreprocessor
 from slicelearn.data import preprocessing as preprocessing_module
 
 
-@pytest.fixture
-def count_preprocess(monkeypatch):
-    """Count real preprocessing runs (cache misses)."""
-    calls = []
-    original = VolumePreprocessor.preprocess
-
-    def counting(self, item, index=0):
-        calls.append(str(item))
-        return original(self, item, index)
-
-    monkeypatch.setattr(VolumePreprocessor, "preprocess", counting)
-    return calls
-
-
 def _blob_scan(path, world_centre, affine, shape):
     """A scan holding one bright Gaussian blob at a world coordinate (mm)."""
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
