@@ -56,26 +56,25 @@ def slice_importance(estimator: Any, X: Any, max_subjects: int = 16) -> np.ndarr
     """How much each slice index matters to the predictions, normalised to sum 1.
 
     With attention pooling this is the mean attention weight per slice; with
-    mean or max pooling it is occlusion: the mean absolute change of the
-    prediction when one slice's encoder features are replaced by the
-    volume's mean slice features.
+    mean or max pooling it is leave-one-slice-out: the mean absolute change of
+    the prediction when that slice's token is left out of the pooled set
+    (a set model is defined for any number of slices, so nothing has to be
+    made up to fill the gap).
     """
     module = estimator.module_
     batch = _volume_batch(estimator, X, max_subjects).to(estimator.device)
     module.eval()
     with torch.inference_mode():
-        features = module.encode(batch)
-        details = module(features, return_details=True)
-        if details.attention is not None:
-            importance = details.attention.mean(dim=0)
+        tokens = module.embed_features(module.encode(batch))
+        pooled, attention = module.pooling(tokens)
+        if attention is not None:
+            importance = attention.mean(dim=0)
         else:
-            reference = details.prediction
-            mean_slice = features.mean(dim=1, keepdim=True)
+            reference = module.head(pooled)
             changes = []
-            for index in range(features.shape[1]):
-                occluded = features.clone()
-                occluded[:, index : index + 1] = mean_slice
-                changes.append((module(occluded) - reference).abs().mean())
+            for index in range(tokens.shape[1]):
+                kept = torch.cat([tokens[:, :index], tokens[:, index + 1 :]], dim=1)
+                changes.append((module.head(module.pooling(kept)[0]) - reference).abs().mean())
             importance = torch.stack(changes)
     importance = importance.float().cpu().numpy()
     total = importance.sum()
