@@ -129,10 +129,15 @@ def _predict(estimator, regression: bool, X) -> np.ndarray:
     return estimator.predict(X) if regression else estimator.predict_proba(X)
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
+def _labelled(args: argparse.Namespace) -> tuple[list[str], np.ndarray, bool]:
+    """Scan paths, targets (float for regression, str labels otherwise), and the task."""
     paths, y = _load(args, args.target)
     regression = _is_regression(y, args.task)
-    y = y.astype(np.float32) if regression else y.astype(str)
+    return paths, (y.astype(np.float32) if regression else y.astype(str)), regression
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    paths, y, regression = _labelled(args)
     estimator = _estimator(args, regression)
     start = time.perf_counter()
     estimator.fit(paths, y)
@@ -194,9 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
-    paths, y = _load(args, args.target)
-    regression = _is_regression(y, args.task)
-    y = y.astype(np.float32) if regression else y.astype(str)
+    paths, y, regression = _labelled(args)
     splitter = KFold if regression else StratifiedKFold
     cv = splitter(args.cv, shuffle=True, random_state=args.seed)
     estimator = _estimator(args, regression)
@@ -274,6 +277,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_option(parser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stderr.isatty(),
+        help="progress bars (default: when writing to a terminal)",
+    )
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--encoder", default=DEFAULTS["encoder"])
@@ -299,12 +311,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     group.add_argument("--verbose", action="store_true", help="print skorch's epoch table")
-    group.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=sys.stderr.isatty(),
-        help="progress bars",
-    )
+    _progress_option(group)
     prep = parser.add_argument_group("preprocessing")
     prep.add_argument(
         "--grid",
@@ -367,12 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--report", default="slicelearn-demo-report", help="report folder")
-    demo.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=sys.stderr.isatty(),
-        help="progress bars",
-    )
+    _progress_option(demo)
     demo.set_defaults(handler=cmd_demo)
     return parser
 
