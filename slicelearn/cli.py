@@ -117,12 +117,13 @@ def _save_model(model: dict[str, Any], path: Path) -> None:
         Path(handle.name).unlink(missing_ok=True)
 
 
-def _metrics(estimator, regression: bool, y: np.ndarray, prediction: np.ndarray) -> dict:
+def _metrics(regression: bool, y: np.ndarray, prediction: np.ndarray) -> dict:
     from .report import classification_metrics, regression_metrics
 
     if regression:
         return regression_metrics(y.astype(float), prediction)
-    return classification_metrics(y.astype(str), prediction, estimator.classes_.astype(str))
+    # predict_proba's columns follow the sorted labels, as the classifier's classes_ do.
+    return classification_metrics(y.astype(str), prediction, np.unique(y.astype(str)))
 
 
 def _predict(estimator, regression: bool, X) -> np.ndarray:
@@ -147,7 +148,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "n": len(paths),
         "target": args.target,
         "seconds": round(time.perf_counter() - start, 1),
-        **_metrics(estimator, regression, y, prediction),
+        **_metrics(regression, y, prediction),
     }
     _save_model(
         {
@@ -211,11 +212,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "n": len(paths),
         "target": args.target,
         "seconds": round(time.perf_counter() - start, 1),
-        **_metrics(estimator.fit(paths, y), regression, y, prediction),
+        **_metrics(regression, y, prediction),
     }
     if args.report:
         from .report import write_report
 
+        # The figures and slice importance need one model: fit it on all the data.
+        estimator.fit(paths, y)
         write_report(args.report, estimator, paths, y, prediction, metrics, ids=paths)
     print(json.dumps(metrics))
     return 0

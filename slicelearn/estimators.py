@@ -213,14 +213,20 @@ class _SliceCNNMixin:
         with self._seed():
             if not keep:
                 self.initialize()
-            self._train(self._frozen_features(X, y), y, **fit_params)
+            self._train(self._training_data(X, y), y, **fit_params)
         return self
 
-    def _frozen_features(self, X: Any, y: Any = None) -> Any:
-        """With a frozen encoder, each volume's slice features are computed once and
-        reused by every epoch, fold and grid-search candidate in this process."""
-        if not self.freeze_encoder or is_dataset(X):
+    def _training_data(self, X: Any, y: Any = None) -> Any:
+        """The dataset to train on, from an X that ``_check_X`` already validated.
+
+        With a frozen encoder, each volume's slice features are computed once and
+        reused by every epoch, fold and grid-search candidate in this process.
+        A validated array is wrapped as is, so ``get_dataset`` does not check it again.
+        """
+        if is_dataset(X):
             return X
+        if not self.freeze_encoder:
+            return Dataset(X, y) if isinstance(X, np.ndarray) else X
         features = shared_feature_cache().features(
             self.module_,
             X,
@@ -247,7 +253,7 @@ class _SliceCNNMixin:
             return self.fit(X, y, **fit_params)
         X = self._check_X(X, reset=False)
         y = self._check_y(self._check_y_length(y, len(X)), reset=False)
-        self._train(self._frozen_features(X, y), y, **fit_params)
+        self._train(self._training_data(X, y), y, **fit_params)
         return self
 
     def initialize_module(self):
@@ -271,7 +277,7 @@ class _SliceCNNMixin:
 
     def _predict_raw(self, X: Any) -> np.ndarray:
         if self.freeze_encoder and not is_dataset(X):
-            X = self._frozen_features(self._check_X(X, reset=False))
+            X = self._training_data(self._check_X(X, reset=False))
         return NeuralNet.predict_proba(self, X)
 
 
