@@ -53,7 +53,7 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="run only these parts: frozen random scratch baselines sex",
+        help="run only these parts: preprocess frozen random scratch baselines sex",
     )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -82,6 +82,7 @@ def main() -> None:
     prep = VolumePreprocessor(
         target="mni152",
         registration="affine",
+        registration_backend="ants",
         mask=masks,
         normalize="zscore_brain",
         cache_dir=args.cache,
