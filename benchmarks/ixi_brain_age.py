@@ -55,6 +55,12 @@ def main() -> None:
         default=None,
         help="run only these parts: preprocess frozen random scratch baselines sex",
     )
+    parser.add_argument("--feature-layer", default=None, help="e.g. blocks.3 (frozen parts)")
+    parser.add_argument("--feature-grid", type=int, default=1)
+    parser.add_argument("--poolings", nargs="+", default=["mean", "max", "attention"])
+    parser.add_argument(
+        "--positions", nargs="+", default=["none", "learned", "sinusoidal"], help="embeddings"
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
@@ -129,17 +135,21 @@ def main() -> None:
         return mae
 
     common = dict(lr=1e-3, batch_size=16, verbose=0, random_state=0)
+    features = {}
+    if args.feature_layer or args.feature_grid != 1:
+        features = dict(feature_layer=args.feature_layer, feature_grid=args.feature_grid)
     results = {}
     if "frozen" in parts or "random" in parts:
         for weights in [
             w for w, part in (("imagenet", "frozen"), (None, "random")) if part in parts
         ]:
-            for pooling in ("mean", "max", "attention"):
-                for position in (None, "learned", "sinusoidal"):
+            for pooling in args.poolings:
+                for position in [None if p == "none" else p for p in args.positions]:
                     est = SliceCNNRegressor(
                         encoder="efficientnet_lite0",
                         weights=weights,
                         freeze_encoder=True,
+                        **features,
                         pooling=pooling,
                         position_embedding=position,
                         max_epochs=epochs,
@@ -154,6 +164,7 @@ def main() -> None:
                         pooling=pooling,
                         position_embedding=position,
                         epochs=epochs,
+                        **features,
                     )
 
     if "baselines" in parts:
@@ -223,6 +234,7 @@ def main() -> None:
             encoder="efficientnet_lite0",
             weights="imagenet",
             freeze_encoder=True,
+            **features,
             pooling=best[1],
             position_embedding=best[2],
             max_epochs=epochs,
@@ -237,6 +249,7 @@ def main() -> None:
                 "model": "slice",
                 "pooling": best[1],
                 "position_embedding": best[2],
+                **features,
                 "positive": "M",
                 "roc_auc": round(float(roc_auc_score(sexes == "M", proba)), 3),
                 "seconds": round(time.perf_counter() - begin, 1),

@@ -31,6 +31,8 @@ DEFAULTS = {
     "encoder": "efficientnet_lite0",
     "pooling": "mean",
     "position_embedding": "sinusoidal",
+    "feature_layer": None,
+    "feature_grid": 1,
     "lr": 1e-3,
     "max_epochs": 150,
     "batch_size": 16,
@@ -60,6 +62,10 @@ def _progress(enabled: bool) -> list:
     return [("progress", ProgressBar())]
 
 
+def _feature_layer(args: argparse.Namespace) -> str | None:
+    return None if args.feature_layer == "last" else args.feature_layer
+
+
 def _estimator(args: argparse.Namespace, regression: bool):
     from .data import VolumePreprocessor
     from .estimators import SliceCNNClassifier, SliceCNNRegressor
@@ -80,6 +86,8 @@ def _estimator(args: argparse.Namespace, regression: bool):
         pooling=args.pooling,
         position_embedding=None if args.position_embedding == "none" else args.position_embedding,
         axis=args.axis,
+        feature_layer=_feature_layer(args),
+        feature_grid=args.feature_grid,
         preprocessing=preprocessing,
         lr=args.lr,
         max_epochs=args.max_epochs,
@@ -251,6 +259,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         freeze_encoder=weights is not None,
         pooling=args.pooling,
         position_embedding=None if args.position_embedding == "none" else args.position_embedding,
+        feature_layer=_feature_layer(args),
+        feature_grid=args.feature_grid,
         lr=1e-3,
         max_epochs=args.max_epochs,
         batch_size=16,
@@ -289,6 +299,21 @@ def _progress_option(parser) -> None:
     )
 
 
+def _feature_options(group) -> None:
+    group.add_argument(
+        "--feature-layer",
+        default=DEFAULTS["feature_layer"] or "last",
+        help="encoder layer the slice features come from, e.g. blocks.3 (efficientnet_lite0) "
+        "or layer3 (resnet); 'last' takes the whole encoder",
+    )
+    group.add_argument(
+        "--feature-grid",
+        type=int,
+        default=DEFAULTS["feature_grid"],
+        help="average-pool each slice's feature map to this grid per side",
+    )
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--encoder", default=DEFAULTS["encoder"])
@@ -308,6 +333,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         choices=["none", "learned", "sinusoidal"],
     )
     group.add_argument("--axis", default="sagittal", choices=["sagittal", "coronal", "axial"])
+    _feature_options(group)
     group.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     group.add_argument("--max-epochs", type=int, default=DEFAULTS["max_epochs"])
     group.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
@@ -370,11 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="fit and evaluate on a built-in simulated cohort")
     demo.add_argument("--n-subjects", type=int, default=240, help="simulated subjects")
     demo.add_argument("--max-epochs", type=int, default=100)
-    demo.add_argument("--encoder", default="efficientnet_lite0")
-    demo.add_argument("--pooling", default="mean", choices=["mean", "max", "attention"])
+    demo.add_argument("--encoder", default=DEFAULTS["encoder"])
     demo.add_argument(
-        "--position-embedding", default="sinusoidal", choices=["learned", "sinusoidal", "none"]
+        "--pooling", default=DEFAULTS["pooling"], choices=["mean", "max", "attention"]
     )
+    demo.add_argument(
+        "--position-embedding",
+        default=DEFAULTS["position_embedding"],
+        choices=["learned", "sinusoidal", "none"],
+    )
+    _feature_options(demo)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--report", default="slicelearn-demo-report", help="report folder")
     _progress_option(demo)

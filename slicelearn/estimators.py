@@ -48,6 +48,8 @@ _ARCHITECTURE_PARAMS = (
     "dropout",
     "freeze_encoder",
     "standardize",
+    "feature_layer",
+    "feature_grid",
 )
 
 # skorch defaults that differ for this model; set only when the user gave none,
@@ -320,6 +322,13 @@ _COMMON_PARAMS_DOC = """
         Keep the encoder fixed and train only the rest.
     standardize : bool, default=True
         z-score every volume as a whole before slicing.
+    feature_layer : str or None, default=None
+        Slice features from an earlier layer of a named pretrained encoder,
+        e.g. ``"blocks.3"`` of ``efficientnet_lite0`` or ``"layer3"`` of a
+        ResNet (:data:`slicelearn.nn.FEATURE_LAYERS`). ``None`` takes the last.
+    feature_grid : int, default=1
+        Average-pool each slice's feature map to a ``feature_grid`` x
+        ``feature_grid`` grid, keeping coarse in-slice position.
     preprocessing : VolumePreprocessor or None, default=None
         Applied to NIfTI paths or images, lazily in the DataLoader and cached
         on disk (see :class:`slicelearn.data.VolumePreprocessor`). ``None``
@@ -400,6 +409,8 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         dropout: float = 0.0,
         freeze_encoder: bool = False,
         standardize: bool = True,
+        feature_layer: str | None = None,
+        feature_grid: int = 1,
         preprocessing: VolumePreprocessor | None = None,
         random_state: int | np.random.RandomState | None = None,
         *,
@@ -439,6 +450,8 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         self.dropout = dropout
         self.freeze_encoder = freeze_encoder
         self.standardize = standardize
+        self.feature_layer = feature_layer
+        self.feature_grid = feature_grid
         self.preprocessing = preprocessing
         self.random_state = random_state
 
@@ -542,6 +555,8 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         dropout: float = 0.0,
         freeze_encoder: bool = False,
         standardize: bool = True,
+        feature_layer: str | None = None,
+        feature_grid: int = 1,
         preprocessing: VolumePreprocessor | None = None,
         random_state: int | np.random.RandomState | None = None,
         *,
@@ -583,6 +598,8 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         self.dropout = dropout
         self.freeze_encoder = freeze_encoder
         self.standardize = standardize
+        self.feature_layer = feature_layer
+        self.feature_grid = feature_grid
         self.preprocessing = preprocessing
         self.random_state = random_state
 

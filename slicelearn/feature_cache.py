@@ -29,6 +29,8 @@ def encoder_fingerprint(module: torch.nn.Module) -> str:
     """Identity of a SliceNet's feature function: encoder weights, axis, input scaling."""
     digest = hashlib.sha256()
     digest.update(f"{type(module.encoder).__name__}:{module.axis}:{module.standardize}".encode())
+    # Pooling layers hold no weights: their settings must enter the key too.
+    digest.update(module.encoder.extra_repr().encode())
     for name, tensor in module.encoder.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

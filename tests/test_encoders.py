@@ -455,3 +455,51 @@ def test_timm_encoder_by_name():
 def test_timm_unknown_model_raises_value_error():
     with pytest.raises(ValueError, match="not_a_model"):
         build_encoder("timm:not_a_model")
+
+
+# -- features from earlier layers --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, weights, last", [("efficientnet_lite0", "imagenet", "bn2"), ("resnet18", None, "layer4")]
+)
+def test_truncating_at_the_last_layer_is_the_whole_encoder(name, weights, last):
+    torch.manual_seed(0)
+    full = build_encoder(name, weights).eval()
+    torch.manual_seed(0)
+    truncated = build_encoder(name, weights, feature_layer=last).eval()
+    assert truncated.out_features == full.out_features
+    x = torch.randn(2, 1, 64, 72)
+    torch.testing.assert_close(truncated(x), full(x), atol=1e-5, rtol=1e-5)
+
+
+def test_mid_level_features_match_the_layer_output_pooled_to_a_grid():
+    full = build_encoder("efficientnet_lite0", "imagenet").eval()
+    mid = build_encoder("efficientnet_lite0", "imagenet", feature_layer="blocks.3", feature_grid=2)
+    mid.eval()
+    x = torch.randn(3, 1, 64, 80)
+    with torch.no_grad():
+        expected = full.blocks[:4](full.bn1(full.conv_stem(x)))
+        expected = F.adaptive_avg_pool2d(expected, 2).flatten(1)
+        got = mid(x)
+    assert mid.out_features == 80 * 4 == got.shape[1]
+    torch.testing.assert_close(got, expected)
+    # ImageNet weights are kept, not re-initialised.
+    torch.testing.assert_close(mid.trunk[0].weight, full.conv_stem.weight)
+
+
+def test_resnet_layer3_grid_feature_size():
+    encoder = build_encoder("resnet18", None, feature_layer="layer3", feature_grid=3)
+    assert encoder.out_features == 256 * 9
+    assert encoder(torch.zeros(2, 1, 48, 48)).shape == (2, 256 * 9)
+
+
+def test_feature_layer_errors_name_the_choices():
+    with pytest.raises(ValueError, match="blocks.0, blocks.1"):
+        build_encoder("efficientnet_lite0", None, feature_layer="layer3")
+    with pytest.raises(ValueError, match="not for 'cnn2d'"):
+        build_encoder("cnn2d", None, feature_grid=2)
+    with pytest.raises(ValueError, match="named encoder"):
+        build_encoder(CNN2D(), None, feature_layer="features.3")
+    with pytest.raises(ValueError, match="positive integer"):
+        build_encoder("resnet18", None, feature_grid=0)

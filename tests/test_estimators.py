@@ -331,6 +331,30 @@ def test_frozen_features_are_encoded_once_across_folds_and_candidates(small_volu
     np.testing.assert_allclose(est.predict(X), full_network, rtol=1e-5)
 
 
+def test_feature_grid_is_part_of_the_frozen_feature_key():
+    # Pooling holds no weights: two grids over the same trunk must not share features.
+    X = np.random.default_rng(0).normal(size=(6, 4, 40, 40)).astype(np.float32)
+    y = np.arange(6, dtype=np.float32)
+    cache = shared_feature_cache()
+    cache.clear()
+    widths = []
+    for grid in (1, 2):
+        est = SliceCNNRegressor(
+            **fast_params(
+                encoder="resnet18",
+                feature_layer="layer1",
+                feature_grid=grid,
+                freeze_encoder=True,
+                train_split=None,
+                max_epochs=1,
+            )
+        ).fit(X, y)
+        assert est.get_params()["feature_grid"] == grid
+        widths.append(est.module_.projection.in_features)
+    assert widths == [64, 256]
+    assert cache.computed == 2 * len(X)
+
+
 def test_cached_features_train_the_same_model_as_a_fixed_encoder(small_volumes):
     X, y = small_volumes
     encoder = TinyEncoder()

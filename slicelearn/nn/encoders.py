@@ -20,7 +20,9 @@ from torch import nn
 __all__ = [
     "CNN2D",
     "ENCODER_NAMES",
+    "FEATURE_LAYERS",
     "PretrainedWeightsUnavailableError",
+    "TruncatedEncoder",
     "build_encoder",
     "efficientnet_lite0_weights_path",
     "fold_rgb_stem",
@@ -281,7 +283,13 @@ def _check_weights(name: str, weights: WeightsSpec) -> None:
     )
 
 
-def build_encoder(encoder: str | nn.Module = "resnet18", weights: WeightsSpec = None) -> nn.Module:
+def build_encoder(
+    encoder: str | nn.Module = "resnet18",
+    weights: WeightsSpec = None,
+    *,
+    feature_layer: str | None = None,
+    feature_grid: int = 1,
+) -> nn.Module:
     """Build a 2D slice encoder that maps ``(N, 1, H, W)`` to ``(N, F)``.
 
     Parameters
@@ -298,6 +306,18 @@ def build_encoder(encoder: str | nn.Module = "resnet18", weights: WeightsSpec = 
         loading for ``timm:`` names). ``None`` starts from a random
         initialisation. A path loads a state dict saved from the same
         encoder, with either an RGB or an already folded stem.
+    feature_layer : str, optional
+        Take features from an earlier layer of a named pretrained backbone
+        instead of its last one: ``"layer1"`` to ``"layer4"`` for the ResNets,
+        ``"blocks.0"`` to ``"blocks.6"`` or ``"bn2"`` (the last) for
+        ``efficientnet_lite0``. Mid-level ImageNet features are less specific
+        to natural images; on IXI brain age the frozen ``"blocks.3"`` features
+        beat the final ones (``docs/results.md``). ``None`` keeps the whole
+        backbone.
+    feature_grid : int, default=1
+        Average-pool the feature map to a ``feature_grid x feature_grid`` grid
+        instead of one value per channel, which keeps coarse in-slice position
+        (``F`` grows by ``feature_grid**2``). Needs a named pretrained backbone.
 
     Returns
     -------
@@ -310,6 +330,9 @@ def build_encoder(encoder: str | nn.Module = "resnet18", weights: WeightsSpec = 
     ------
     PretrainedWeightsUnavailableError
         If ImageNet weights are requested but neither cached nor downloadable.
+    ValueError
+        If ``feature_layer`` is not a layer of the encoder, or ``feature_grid``
+        is not a positive integer.
 
     Examples
     --------
@@ -320,8 +343,19 @@ def build_encoder(encoder: str | nn.Module = "resnet18", weights: WeightsSpec = 
     1280
     >>> enc(torch.zeros(3, 1, 64, 64)).shape
     torch.Size([3, 1280])
+    >>> mid = build_encoder("efficientnet_lite0", "imagenet", feature_layer="blocks.3",
+    ...                     feature_grid=2)
+    >>> mid.out_features, mid(torch.zeros(3, 1, 64, 64)).shape
+    (320, torch.Size([3, 320]))
     """
+    if not isinstance(feature_grid, int) or isinstance(feature_grid, bool) or feature_grid < 1:
+        raise ValueError(f"feature_grid must be a positive integer, got {feature_grid!r}.")
     if isinstance(encoder, nn.Module):
+        if feature_layer is not None or feature_grid != 1:
+            raise ValueError(
+                "feature_layer and feature_grid need a named encoder "
+                f"({', '.join(FEATURE_LAYERS)}); a module instance can do its own pooling."
+            )
         _check_weights(type(encoder).__name__, weights)
         if weights == "imagenet":
             raise ValueError("weights='imagenet' needs a named encoder, not a module instance.")
@@ -357,7 +391,69 @@ def build_encoder(encoder: str | nn.Module = "resnet18", weights: WeightsSpec = 
         _load_user_weights(model, weights)
     if _first_conv_in_channels(model) == 3:
         fold_rgb_stem(model)
+    if feature_layer is not None or feature_grid != 1:
+        model = TruncatedEncoder(model, encoder, feature_layer, feature_grid)
     return model
+
+
+#: Layers that ``build_encoder(feature_layer=...)`` can stop after, first to last.
+FEATURE_LAYERS: dict[str, tuple[str, ...]] = {
+    **{
+        name: ("layer1", "layer2", "layer3", "layer4")
+        for name in ("resnet18", "resnet34", "resnet50")
+    },
+    "efficientnet_lite0": (*(f"blocks.{i}" for i in range(7)), "bn2"),
+}
+
+
+class TruncatedEncoder(nn.Module):
+    """A backbone's layers up to ``feature_layer``, average-pooled to a grid.
+
+    Built by :func:`build_encoder` for ``feature_layer`` / ``feature_grid``.
+    The backbones in :data:`FEATURE_LAYERS` apply their child modules in
+    registration order up to global pooling, so their first children form
+    the same function as the full network's feature path, stopped early.
+    """
+
+    def __init__(
+        self, backbone: nn.Module, name: str, feature_layer: str | None, feature_grid: int
+    ) -> None:
+        super().__init__()
+        layers = FEATURE_LAYERS.get(name)
+        if layers is None:
+            raise ValueError(
+                f"feature_layer and feature_grid are available for {', '.join(FEATURE_LAYERS)}; "
+                f"not for {name!r}."
+            )
+        feature_layer = layers[-1] if feature_layer is None else feature_layer
+        if feature_layer not in layers:
+            raise ValueError(
+                f"{name} has no feature layer {feature_layer!r}; choose one of {', '.join(layers)}."
+            )
+        parent, _, index = feature_layer.partition(".")
+        kept: list[nn.Module] = []
+        for child_name, child in backbone.named_children():
+            if child_name != parent:
+                kept.append(child)
+                continue
+            kept.extend(list(child.children())[: int(index) + 1] if index else [child])
+            break
+        self.trunk = nn.Sequential(*kept)
+        self.pool = nn.AdaptiveAvgPool2d(feature_grid)
+        self.feature_layer = feature_layer
+        self.feature_grid = feature_grid
+        was_training = self.trunk.training
+        self.trunk.eval()
+        with torch.no_grad():
+            channels = self.trunk(torch.zeros(1, 1, 64, 64)).shape[1]
+        self.trunk.train(was_training)
+        self.out_features = channels * feature_grid**2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.trunk(x)).flatten(1)
+
+    def extra_repr(self) -> str:
+        return f"feature_layer={self.feature_layer!r}, feature_grid={self.feature_grid}"
 
 
 def _probe_feature_size(model: nn.Module, original: nn.Module) -> int:

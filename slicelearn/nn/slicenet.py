@@ -105,6 +105,12 @@ class SliceNet(nn.Module):
     standardize : bool, default=True
         z-score each volume as a whole before slicing (the paper's input
         normalisation; idempotent on already z-scored input).
+    feature_layer : str, optional
+        Take slice features from an earlier layer of a named pretrained
+        encoder; see :func:`slicelearn.nn.build_encoder`.
+    feature_grid : int, default=1
+        Average-pool the encoder's feature map to this grid per side; see
+        :func:`slicelearn.nn.build_encoder`.
 
     Examples
     --------
@@ -132,13 +138,17 @@ class SliceNet(nn.Module):
         dropout: float = 0.0,
         freeze_encoder: bool = False,
         standardize: bool = True,
+        feature_layer: str | None = None,
+        feature_grid: int = 1,
     ) -> None:
         super().__init__()
         self.axis = axis
         self.slice_dim = slice_axis_dim(axis)
         self.standardize = standardize
         self.freeze_encoder = freeze_encoder
-        self.encoder = build_encoder(encoder, weights)
+        self.encoder = build_encoder(
+            encoder, weights, feature_layer=feature_layer, feature_grid=feature_grid
+        )
         self.projection = nn.Linear(self.encoder.out_features, embed_dim)
         # Encoder features come at any scale (EfficientNet's are ~0.07); unit-scale
         # tokens keep the content comparable with the position embedding.
