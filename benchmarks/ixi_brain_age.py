@@ -27,6 +27,7 @@ partial run keeps what it finished. Run::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument(
         "--positions", nargs="+", default=["none", "learned", "sinusoidal"], help="embeddings"
     )
+    parser.add_argument("--embed-dims", nargs="+", type=int, default=[32])
+    parser.add_argument("--dropouts", nargs="+", type=float, default=[0.0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
@@ -143,29 +146,40 @@ def main() -> None:
         for weights in [
             w for w, part in (("imagenet", "frozen"), (None, "random")) if part in parts
         ]:
-            for pooling in args.poolings:
-                for position in [None if p == "none" else p for p in args.positions]:
-                    est = SliceCNNRegressor(
-                        encoder="efficientnet_lite0",
-                        weights=weights,
-                        freeze_encoder=True,
-                        **features,
-                        pooling=pooling,
-                        position_embedding=position,
-                        max_epochs=epochs,
-                        **common,
-                    )
-                    results[(weights, pooling, position)] = evaluate(
-                        "slice",
-                        est,
-                        volumes,
-                        encoder="efficientnet_lite0 (frozen)",
-                        weights=weights,
-                        pooling=pooling,
-                        position_embedding=position,
-                        epochs=epochs,
-                        **features,
-                    )
+            grid = itertools.product(
+                args.poolings,
+                [None if p == "none" else p for p in args.positions],
+                args.embed_dims,
+                args.dropouts,
+            )
+            for pooling, position, embed_dim, dropout in grid:
+                # Rows record the head's size only where it differs from the default.
+                head = {k: v for k, v in (("embed_dim", embed_dim), ("dropout", dropout)) if v}
+                head = {} if head == {"embed_dim": 32} else head
+                est = SliceCNNRegressor(
+                    encoder="efficientnet_lite0",
+                    weights=weights,
+                    freeze_encoder=True,
+                    pooling=pooling,
+                    position_embedding=position,
+                    embed_dim=embed_dim,
+                    dropout=dropout,
+                    max_epochs=epochs,
+                    **features,
+                    **common,
+                )
+                results[(weights, pooling, position)] = evaluate(
+                    "slice",
+                    est,
+                    volumes,
+                    encoder="efficientnet_lite0 (frozen)",
+                    weights=weights,
+                    pooling=pooling,
+                    position_embedding=position,
+                    epochs=epochs,
+                    **features,
+                    **head,
+                )
 
     if "baselines" in parts:
         record(
