@@ -31,12 +31,14 @@ DEFAULTS = {
     "encoder": "efficientnet_lite0",
     "pooling": "mean",
     "position_embedding": "sinusoidal",
-    "feature_layer": None,
-    "feature_grid": 1,
     "lr": 1e-3,
     "max_epochs": 150,
     "batch_size": 16,
 }
+
+
+#: Per encoder, the recommended (feature_layer, feature_grid); others use the whole encoder.
+RECOMMENDED_FEATURES = {"efficientnet_lite0": ("blocks.3", 2)}
 
 
 class UsageError(Exception):
@@ -62,8 +64,14 @@ def _progress(enabled: bool) -> list:
     return [("progress", ProgressBar())]
 
 
-def _feature_layer(args: argparse.Namespace) -> str | None:
-    return None if args.feature_layer == "last" else args.feature_layer
+def _features(args: argparse.Namespace) -> dict:
+    """``feature_layer`` and ``feature_grid``, with "auto" resolved for the chosen encoder."""
+    layer, grid = RECOMMENDED_FEATURES.get(args.encoder, (None, 1))
+    if args.feature_layer != "auto":
+        layer = None if args.feature_layer == "last" else args.feature_layer
+    if args.feature_grid != "auto":
+        grid = int(args.feature_grid)
+    return {"feature_layer": layer, "feature_grid": grid}
 
 
 def _estimator(args: argparse.Namespace, regression: bool):
@@ -86,8 +94,7 @@ def _estimator(args: argparse.Namespace, regression: bool):
         pooling=args.pooling,
         position_embedding=None if args.position_embedding == "none" else args.position_embedding,
         axis=args.axis,
-        feature_layer=_feature_layer(args),
-        feature_grid=args.feature_grid,
+        **_features(args),
         preprocessing=preprocessing,
         lr=args.lr,
         max_epochs=args.max_epochs,
@@ -245,11 +252,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ages = labels["age"].to_numpy(np.float32)
     n_train = max(round(0.75 * len(X)), 1)
     weights = "imagenet" if args.encoder == "efficientnet_lite0" else None
+    features = _features(args)
+    where = features["feature_layer"] or "last layer"
     print(
         f"slicelearn {__version__} demo: a simulated cohort of {len(X)} T1 volumes "
         f"{X.shape[1:]} (4 mm; ageing and AD effects, see docs/simulator.md); brain age "
         f"trained on {n_train}, tested on {len(X) - n_train}.\n"
-        f"Model: {args.encoder} (weights={weights}, frozen), {args.pooling} pooling, "
+        f"Model: {args.encoder} (weights={weights}, {'frozen' if weights else 'trained'}; "
+        f"features from {where}, pooled {features['feature_grid']}x{features['feature_grid']}), "
+        f"{args.pooling} pooling, "
         f"{args.position_embedding} position embedding.",
         flush=True,
     )
@@ -259,8 +270,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         freeze_encoder=weights is not None,
         pooling=args.pooling,
         position_embedding=None if args.position_embedding == "none" else args.position_embedding,
-        feature_layer=_feature_layer(args),
-        feature_grid=args.feature_grid,
+        **features,
         lr=1e-3,
         max_epochs=args.max_epochs,
         batch_size=16,
@@ -299,18 +309,26 @@ def _progress_option(parser) -> None:
     )
 
 
+def _grid(value: str) -> str:
+    if value != "auto" and not (value.isdigit() and int(value) >= 1):
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}")
+    return value
+
+
 def _feature_options(group) -> None:
     group.add_argument(
         "--feature-layer",
-        default=DEFAULTS["feature_layer"] or "last",
+        default="auto",
         help="encoder layer the slice features come from, e.g. blocks.3 (efficientnet_lite0) "
-        "or layer3 (resnet); 'last' takes the whole encoder",
+        "or layer3 (resnet); 'last' takes the whole encoder; 'auto' (default) is blocks.3 "
+        "for efficientnet_lite0 (best on IXI, docs/results.md) and 'last' otherwise",
     )
     group.add_argument(
         "--feature-grid",
-        type=int,
-        default=DEFAULTS["feature_grid"],
-        help="average-pool each slice's feature map to this grid per side",
+        type=_grid,
+        default="auto",
+        help="average-pool each slice's feature map to this grid per side; 'auto' (default) "
+        "is 2 for efficientnet_lite0 and 1 otherwise",
     )
 
 

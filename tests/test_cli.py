@@ -11,7 +11,7 @@ import pytest
 from conftest import write_scans
 
 from slicelearn import __version__
-from slicelearn.cli import main
+from slicelearn.cli import _features, build_parser, main
 
 FAST = ["--max-epochs", "2", "--grid", "none", "--cache-dir", "none", "--no-progress"]
 
@@ -140,12 +140,27 @@ def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
             "not a slicelearn model",
         ),
         (("demo", "--n-subjects", "3"), "at least 4"),
+        (
+            (
+                "fit",
+                "--data",
+                cohort,
+                "--target",
+                "age",
+                "--out",
+                model,
+                "--feature-layer",
+                "layer9",
+                *FAST,
+            ),
+            "has no feature layer 'layer9'",
+        ),
     ]
     (tmp_path / "junk.pkl").write_bytes(b"not a model")
     for argv, message in cases:
         code, error = _exit_code_and_error(capsys, *argv)
         assert code == 2 and message in error, (argv, error)
-    for argv in (["demo", "--pooling", "median"], []):
+    for argv in (["demo", "--pooling", "median"], ["demo", "--feature-grid", "0"], []):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2
@@ -156,3 +171,26 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert __version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ([], {"feature_layer": "blocks.3", "feature_grid": 2}),
+        (["--encoder", "resnet18"], {"feature_layer": None, "feature_grid": 1}),
+        (["--feature-layer", "last"], {"feature_layer": None, "feature_grid": 2}),
+        (
+            ["--feature-layer", "blocks.5", "--feature-grid", "1"],
+            {"feature_layer": "blocks.5", "feature_grid": 1},
+        ),
+        (
+            ["--encoder", "resnet18", "--feature-layer", "layer3"],
+            {"feature_layer": "layer3", "feature_grid": 1},
+        ),
+    ],
+)
+def test_feature_options_default_to_the_recommendation_for_the_encoder(options, expected):
+    args = build_parser().parse_args(
+        ["fit", "--data", "t.csv", "--target", "age", "--out", "m", *options]
+    )
+    assert _features(args) == expected
