@@ -50,7 +50,13 @@ _ARCHITECTURE_PARAMS = (
     "standardize",
     "feature_layer",
     "feature_grid",
+    "train_slices",
+    "slice_chunk_size",
+    "checkpoint_slices",
+    "channels_last",
 )
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # skorch defaults that differ for this model; set only when the user gave none,
 # so get_params/clone round-trip them like any other routed parameter.
@@ -210,13 +216,51 @@ class _SliceCNNMixin:
         self
         """
         keep = self.warm_start and self.initialized_
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
         X = self._check_X(X, reset=not keep)
         y = self._check_y(self._check_y_length(y, len(X)), reset=not keep)
+        if not keep:
+            self.slice_range_ = self._occupied_slices(X) if self.crop_empty_slices else None
         with self._seed():
             if not keep:
                 self.initialize()
             self._train(self._training_data(X, y), y, **fit_params)
         return self
+
+    def _occupied_slices(self, X: Any) -> tuple[int, int] | None:
+        """The range of slices that hold content (more than one value) in any volume."""
+        slice_dim = slice_axis_dim(self.axis) - 1
+        first, last = None, None
+        for index in range(len(X)):
+            volume = np.asarray(X[index], dtype=np.float32)
+            per_slice = np.moveaxis(volume, slice_dim, 0).reshape(volume.shape[slice_dim], -1)
+            spread = per_slice.max(axis=1) - per_slice.min(axis=1)
+            occupied = np.flatnonzero(spread > 1e-6 * max(float(np.ptp(volume)), 1e-12))
+            if len(occupied):
+                first = occupied[0] if first is None else min(first, occupied[0])
+                last = occupied[-1] if last is None else max(last, occupied[-1])
+        if first is None:
+            return None
+        return int(first), int(last) + 1
+
+    def infer(self, x: Any, **fit_params):
+        device = str(self.device)
+        precision = self.precision
+        if precision == "auto":
+            precision = "bf16" if device.startswith("cuda") else "fp32"
+        if precision == "fp32":
+            return super().infer(x, **fit_params)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        with torch.autocast(device.split(":")[0], dtype=dtype):
+            return super().infer(x, **fit_params).float()
+
+    def evaluation_step(self, batch: Any, training: bool = False):
+        if training:
+            return super().evaluation_step(batch, training=True)
+        # Inference mode skips autograd's version counters too: predictions only.
+        with torch.inference_mode():
+            return super().evaluation_step(batch, training=False)
 
     def _training_data(self, X: Any, y: Any = None) -> Any:
         """The dataset to train on, from an X that ``_check_X`` already validated.
@@ -264,7 +308,15 @@ class _SliceCNNMixin:
                 f"{type(self).__name__} builds its network from the training data: call fit."
             )
         kwargs = {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
-        self.module_ = SliceNet(n_outputs=self._n_outputs(), n_slices=self.n_slices_, **kwargs)
+        self.module_ = SliceNet(
+            n_outputs=self._n_outputs(),
+            n_slices=self.n_slices_,
+            slice_range=getattr(self, "slice_range_", None),
+            **kwargs,
+        )
+        if str(self.device).startswith("cuda"):
+            # Fixed slice shapes: let cuDNN pick the fastest convolution once.
+            torch.backends.cudnn.benchmark = True
         return self
 
     @property
@@ -329,6 +381,26 @@ _COMMON_PARAMS_DOC = """
     feature_grid : int, default=1
         Average-pool each slice's feature map to a ``feature_grid`` x
         ``feature_grid`` grid, keeping coarse in-slice position.
+    train_slices : int, float or None, default=None
+        Stochastic slice sampling: each training step encodes only a random
+        subset of every volume's slices (this many, or this fraction);
+        prediction uses all. Changes the algorithm; its accuracy cost is in
+        ``docs/performance.md``.
+    crop_empty_slices : bool, default=False
+        Drop the border slices that are empty (a single value) in every
+        training volume, at fit and predict; ``slice_range_`` records the kept
+        range. Changes the algorithm only where a test volume has content in
+        those slices.
+    slice_chunk_size : int or None, default=None
+        Encode at most this many slices at a time (bounds memory).
+    checkpoint_slices : bool, default=False
+        With ``slice_chunk_size``, recompute each chunk's encoder activations
+        in the backward pass instead of storing them.
+    channels_last : bool, default=True
+        Channels-last convolutions (exact; faster on CPU and GPU).
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Autocast of the forward pass: "auto" is bfloat16 on CUDA and float32
+        elsewhere. Weights, optimiser and loss stay float32.
     preprocessing : VolumePreprocessor or None, default=None
         Applied to NIfTI paths or images, lazily in the DataLoader and cached
         on disk (see :class:`slicelearn.data.VolumePreprocessor`). ``None``
@@ -411,6 +483,12 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         standardize: bool = True,
         feature_layer: str | None = None,
         feature_grid: int = 1,
+        train_slices: int | float | None = None,
+        crop_empty_slices: bool = False,
+        slice_chunk_size: int | None = None,
+        checkpoint_slices: bool = False,
+        channels_last: bool = True,
+        precision: str = "auto",
         preprocessing: VolumePreprocessor | None = None,
         random_state: int | np.random.RandomState | None = None,
         *,
@@ -452,6 +530,12 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         self.standardize = standardize
         self.feature_layer = feature_layer
         self.feature_grid = feature_grid
+        self.train_slices = train_slices
+        self.crop_empty_slices = crop_empty_slices
+        self.slice_chunk_size = slice_chunk_size
+        self.checkpoint_slices = checkpoint_slices
+        self.channels_last = channels_last
+        self.precision = precision
         self.preprocessing = preprocessing
         self.random_state = random_state
 
@@ -557,6 +641,12 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         standardize: bool = True,
         feature_layer: str | None = None,
         feature_grid: int = 1,
+        train_slices: int | float | None = None,
+        crop_empty_slices: bool = False,
+        slice_chunk_size: int | None = None,
+        checkpoint_slices: bool = False,
+        channels_last: bool = True,
+        precision: str = "auto",
         preprocessing: VolumePreprocessor | None = None,
         random_state: int | np.random.RandomState | None = None,
         *,
@@ -600,6 +690,12 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         self.standardize = standardize
         self.feature_layer = feature_layer
         self.feature_grid = feature_grid
+        self.train_slices = train_slices
+        self.crop_empty_slices = crop_empty_slices
+        self.slice_chunk_size = slice_chunk_size
+        self.checkpoint_slices = checkpoint_slices
+        self.channels_last = channels_last
+        self.precision = precision
         self.preprocessing = preprocessing
         self.random_state = random_state
 

@@ -31,6 +31,7 @@ def encoder_fingerprint(module: torch.nn.Module) -> str:
     digest.update(f"{type(module.encoder).__name__}:{module.axis}:{module.standardize}".encode())
     # Pooling layers hold no weights: their settings must enter the key too.
     digest.update(module.encoder.extra_repr().encode())
+    digest.update(repr(getattr(module, "slice_range", None)).encode())
     for name, tensor in module.encoder.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -16,6 +16,7 @@ from torch import nn
 __all__ = [
     "POSITION_EMBEDDINGS",
     "LearnedPositionEmbedding",
+    "NoPositionEmbedding",
     "SinusoidalPositionEmbedding",
     "build_position_embedding",
 ]
@@ -41,7 +42,19 @@ class LearnedPositionEmbedding(nn.Module):
         self.n_slices = n_slices
         self.weight = nn.Parameter(torch.randn(n_slices, embed_dim))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Add the embedding of each token's slice index.
+
+        ``positions`` (B, S) gives the indices of a subset of slices (slice
+        sampling, cropping); by default the tokens are slices ``0 .. S-1``.
+        """
+        if positions is not None:
+            if int(positions.max()) >= self.n_slices:
+                raise ValueError(
+                    f"Slice index {int(positions.max())} is beyond the {self.n_slices} slices "
+                    "the learned position embedding was built for."
+                )
+            return tokens + self.weight[positions]
         n_slices = tokens.shape[1]
         if n_slices != self.n_slices:
             raise ValueError(
@@ -80,14 +93,25 @@ class SinusoidalPositionEmbedding(nn.Module):
         table = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)
         return table[:, : self.embed_dim].to(dtype=dtype)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return tokens + self.table(tokens.shape[1], tokens.device, tokens.dtype)
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Add the embedding of each token's slice index (``positions``, default 0 .. S-1)."""
+        if positions is None:
+            return tokens + self.table(tokens.shape[1], tokens.device, tokens.dtype)
+        table = self.table(int(positions.max()) + 1, tokens.device, tokens.dtype)
+        return tokens + table[positions]
+
+
+class NoPositionEmbedding(nn.Module):
+    """Adds nothing: the slices form a pure set."""
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        return tokens
 
 
 def build_position_embedding(kind: str | None, n_slices: int | None, embed_dim: int) -> nn.Module:
     """Build the position embedding named ``kind`` (``None`` adds nothing)."""
     if kind is None:
-        return nn.Identity()
+        return NoPositionEmbedding()
     if kind == "learned":
         if n_slices is None:
             raise ValueError(

@@ -10,16 +10,31 @@ combines the slices; a small head predicts the target (Gupta et al., ISBI
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .encoders import WeightsSpec, build_encoder
 from .pooling import build_pooling
 from .position import build_position_embedding
 
 __all__ = ["AXES", "SliceMixer", "SliceNet", "SliceNetOutput", "slice_axis_dim"]
+
+
+def _check_train_slices(value: int | float | None) -> int | float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"train_slices must be an int, a float or None, got {value!r}.")
+    if isinstance(value, float) and not 0.0 < value <= 1.0:
+        raise ValueError(f"train_slices as a fraction must be in (0, 1], got {value}.")
+    if isinstance(value, int) and value < 1:
+        raise ValueError(f"train_slices must be at least 1, got {value}.")
+    return value
+
 
 #: Slicing axes of RAS-canonical volumes ``(B, X, Y, Z)``, with their array dimension.
 AXES = {"sagittal": 1, "coronal": 2, "axial": 3}
@@ -111,6 +126,27 @@ class SliceNet(nn.Module):
     feature_grid : int, default=1
         Average-pool the encoder's feature map to this grid per side; see
         :func:`slicelearn.nn.build_encoder`.
+    train_slices : int or float, optional
+        Stochastic slice sampling: in training mode, each volume contributes a
+        random subset of its slices (this many, or this fraction), drawn anew
+        at every step and position-embedded at their true indices. Evaluation
+        always uses every slice. Changes the algorithm (less encoder work per
+        step, a noisier gradient).
+    slice_range : (int, int), optional
+        Keep only slices ``start:stop`` along ``axis`` (e.g. without the empty
+        border slices); position indices stay those of the full volume.
+    slice_chunk_size : int, optional
+        Run the encoder on at most this many slices at a time, which bounds
+        activation memory. Exact in evaluation; in training, batch-norm
+        statistics then come from each chunk.
+    checkpoint_slices : bool, default=False
+        With ``slice_chunk_size``, recompute each chunk's activations in the
+        backward pass instead of storing them (activation checkpointing):
+        encoder memory of one chunk instead of all slices, for about one more
+        forward pass of compute.
+    channels_last : bool, default=True
+        Run the encoder in channels-last memory format (an exact rewrite that
+        is faster for convolutions on CPU and GPU).
 
     Examples
     --------
@@ -140,12 +176,26 @@ class SliceNet(nn.Module):
         standardize: bool = True,
         feature_layer: str | None = None,
         feature_grid: int = 1,
+        train_slices: int | float | None = None,
+        slice_range: tuple[int, int] | None = None,
+        slice_chunk_size: int | None = None,
+        checkpoint_slices: bool = False,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.axis = axis
         self.slice_dim = slice_axis_dim(axis)
         self.standardize = standardize
         self.freeze_encoder = freeze_encoder
+        self.train_slices = _check_train_slices(train_slices)
+        self.slice_range = (
+            None if slice_range is None else (int(slice_range[0]), int(slice_range[1]))
+        )
+        if slice_chunk_size is not None and slice_chunk_size < 1:
+            raise ValueError(f"slice_chunk_size must be positive, got {slice_chunk_size}.")
+        self.slice_chunk_size = slice_chunk_size
+        self.checkpoint_slices = checkpoint_slices
+        self.channels_last = channels_last
         self.encoder = build_encoder(
             encoder, weights, feature_layer=feature_layer, feature_grid=feature_grid
         )
@@ -168,6 +218,8 @@ class SliceNet(nn.Module):
         if freeze_encoder:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
+        if channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
 
     @property
     def output_layer(self) -> nn.Linear:
@@ -202,11 +254,23 @@ class SliceNet(nn.Module):
             mean = flat.mean(dim=1).view(-1, 1, 1, 1)
             std = flat.std(dim=1).view(-1, 1, 1, 1)
             volumes = (volumes - mean) / (std + 1e-6)
-        return volumes.movedim(self.slice_dim, 1)
+        slices = volumes.movedim(self.slice_dim, 1)
+        if self.slice_range is not None:
+            start, stop = self.slice_range
+            if stop > slices.shape[1]:
+                raise ValueError(
+                    f"The model keeps {self.axis} slices {start}:{stop}, but the input has "
+                    f"only {slices.shape[1]}."
+                )
+            slices = slices[:, start:stop]
+        return slices
 
     def encode(self, volumes: torch.Tensor) -> torch.Tensor:
         """Raw encoder features ``(B, S, F)`` of every slice (before the projection)."""
-        slices = self.to_slices(volumes)
+        return self.encode_slices(self.to_slices(volumes))
+
+    def encode_slices(self, slices: torch.Tensor) -> torch.Tensor:
+        """Encoder features ``(B, S, F)`` of slices ``(B, S, H, W)``, in chunks if asked."""
         batch, n_slices, height, width = slices.shape
         min_size = getattr(self.encoder, "min_input_size", 0)
         if min(height, width) < min_size:
@@ -214,13 +278,47 @@ class SliceNet(nn.Module):
                 f"The encoder needs slices of at least {min_size}x{min_size}; "
                 f"{self.axis} slices of this input are {height}x{width}."
             )
-        features = self.encoder(slices.reshape(batch * n_slices, 1, height, width))
+        flat = slices.reshape(batch * n_slices, 1, height, width)
+        if self.channels_last:
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        chunk = self.slice_chunk_size or len(flat)
+        recompute = self.checkpoint_slices and torch.is_grad_enabled() and self.training
+        outputs = []
+        for begin in range(0, len(flat), chunk):
+            part = flat[begin : begin + chunk]
+            if recompute:
+                outputs.append(checkpoint(self.encoder, part, use_reentrant=False))
+            else:
+                outputs.append(self.encoder(part))
+        features = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         return features.view(batch, n_slices, -1)
 
-    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Slice tokens ``(B, S, embed_dim)`` from encoder features ``(B, S, F)``."""
+    def embed_features(
+        self, features: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Slice tokens ``(B, S, embed_dim)`` from encoder features ``(B, S, F)``.
+
+        ``positions`` (B, S) holds each slice's index in the volume when the
+        slices are a subset; by default they are ``slice_range[0]`` onwards.
+        """
+        if positions is None and self.slice_range is not None and self.slice_range[0] > 0:
+            offset = torch.arange(features.shape[1], device=features.device) + self.slice_range[0]
+            positions = offset.expand(features.shape[0], -1)
         tokens = self.embedding_norm(self.projection(features))
-        return self.mixer(self.position(tokens))
+        return self.mixer(self.position(tokens, positions))
+
+    def _sampled(self, n_slices: int, batch: int, device) -> torch.Tensor | None:
+        """Random sorted slice indices ``(B, k)`` for a training step, or None for all."""
+        if not (self.training and self.train_slices):
+            return None
+        if isinstance(self.train_slices, float):
+            keep = max(1, math.ceil(self.train_slices * n_slices))
+        else:
+            keep = self.train_slices
+        if keep >= n_slices:
+            return None
+        scores = torch.rand(batch, n_slices, device=device)
+        return scores.topk(keep, dim=1).indices.sort(dim=1).values
 
     def embed_slices(self, volumes: torch.Tensor) -> torch.Tensor:
         """Slice tokens ``(B, S, embed_dim)`` as they enter the pooling."""
@@ -250,9 +348,20 @@ class SliceNet(nn.Module):
                     f"(B, S, {self.projection.in_features}); got {tuple(volumes.shape)}."
                 )
             features = volumes.to(self.projection.weight.dtype)
+            chosen = self._sampled(features.shape[1], features.shape[0], features.device)
+            if chosen is not None:
+                features = features.gather(1, chosen[..., None].expand(-1, -1, features.shape[2]))
         else:
-            features = self.encode(volumes)
-        tokens = self.embed_features(features)
+            slices = self.to_slices(volumes)
+            chosen = self._sampled(slices.shape[1], slices.shape[0], slices.device)
+            if chosen is not None:
+                index = chosen[..., None, None].expand(-1, -1, *slices.shape[2:])
+                slices = slices.gather(1, index)
+            features = self.encode_slices(slices)
+        positions = None
+        if chosen is not None:
+            positions = chosen + (self.slice_range[0] if self.slice_range else 0)
+        tokens = self.embed_features(features, positions)
         pooled, attention = self.pooling(tokens)
         prediction = self.head(pooled)
         if return_details:
