@@ -1,0 +1,147 @@
+"""Speed options: exact rewrites give the same numbers; algorithmic ones do what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TinyEncoder, fast_params
+from torch import nn
+
+from slicelearn import SliceCNNRegressor
+from slicelearn.nn import CNN2D, SliceNet
+
+
+class CountingEncoder(nn.Module):
+    """Records how many slices each call encodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = TinyEncoder()
+        self.out_features = 8
+        self.calls: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(len(x))
+        return self.inner(x)
+
+
+def _volumes(batch=2, shape=(10, 36, 34), seed=0):
+    return torch.from_numpy(
+        np.random.default_rng(seed).normal(size=(batch, *shape)).astype(np.float32)
+    )
+
+
+def _twin_nets(**options):
+    torch.manual_seed(0)
+    reference = SliceNet(CNN2D(), n_slices=10, embed_dim=8, channels_last=False)
+    torch.manual_seed(0)
+    fast = SliceNet(CNN2D(), n_slices=10, embed_dim=8, **options)
+    return reference.eval(), fast.eval()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"channels_last": True},
+        {"slice_chunk_size": 7},
+        {"slice_chunk_size": 3, "channels_last": True},
+    ],
+)
+def test_exact_rewrites_give_the_same_predictions(options):
+    reference, fast = _twin_nets(**options)
+    x = _volumes()
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_checkpointed_chunks_give_the_same_gradients():
+    # CNN2D uses instance norm: chunking does not change its statistics.
+    reference, fast = _twin_nets(slice_chunk_size=4, checkpoint_slices=True)
+    reference.train(), fast.train()
+    x = _volumes()
+    reference(x).sum().backward()
+    fast(x).sum().backward()
+    for (name, a), b in zip(reference.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_chunks_bound_the_encoder_batch():
+    net = SliceNet(CountingEncoder(), n_slices=10, embed_dim=8, slice_chunk_size=4)
+    net(_volumes(batch=2))
+    assert net.encoder.calls == [4, 4, 4, 4, 4]  # 2 volumes x 10 slices in chunks of 4
+
+
+def test_slice_sampling_encodes_a_subset_in_training_and_all_slices_at_evaluation():
+    net = SliceNet(CountingEncoder(), n_slices=10, embed_dim=8, train_slices=0.3)
+    net.train()(_volumes(batch=2))
+    assert net.encoder.calls == [2 * 3]
+    net.eval()(_volumes(batch=2))
+    assert net.encoder.calls[-1] == 2 * 10
+    net.train_slices = 4
+    net.train()(_volumes(batch=2))
+    assert net.encoder.calls[-1] == 2 * 4
+
+
+@pytest.mark.parametrize("position_embedding", ["learned", "sinusoidal"])
+def test_sampled_slices_keep_their_true_positions(position_embedding):
+    net = SliceNet(
+        TinyEncoder(), n_slices=10, embed_dim=8, position_embedding=position_embedding
+    ).eval()
+    x = _volumes(batch=2)
+    features = net.encode(x)
+    chosen = torch.tensor([[1, 4, 8], [0, 5, 9]])
+    subset = features.gather(1, chosen[..., None].expand(-1, -1, features.shape[2]))
+    expected = net.embed_features(features)
+    got = net.embed_features(subset, chosen)
+    torch.testing.assert_close(got, expected.gather(1, chosen[..., None].expand(-1, -1, 8)))
+
+
+def test_sampling_is_reproducible_under_the_estimator_seed(small_volumes):
+    X, y = small_volumes
+    params = fast_params(train_slices=3, max_epochs=3)
+    first = SliceCNNRegressor(**params).fit(X, y).predict(X)
+    second = SliceCNNRegressor(**params).fit(X, y).predict(X)
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(
+        first, SliceCNNRegressor(**fast_params(max_epochs=3)).fit(X, y).predict(X)
+    )
+
+
+def test_crop_empty_slices_keeps_the_occupied_range_with_true_positions():
+    rng = np.random.default_rng(0)
+    X = np.zeros((8, 12, 10, 9), dtype=np.float32)
+    X[:, 3:10] = rng.normal(size=(8, 7, 10, 9))
+    X[0, 2] = 1.0  # one volume reaches one slice further: still constant, still empty
+    X[1, 2, 0, 0] = 5.0  # ... this one holds content in slice 2
+    y = X.mean(axis=(1, 2, 3)) * 10
+    est = SliceCNNRegressor(
+        **fast_params(crop_empty_slices=True, position_embedding="learned", train_split=None)
+    ).fit(X, y)
+    assert est.slice_range_ == (2, 10)
+    assert est.module_.slice_range == (2, 10) and est.n_slices_ == 12
+    # The cropped model equals the full network on the kept slices, at their true indices.
+    with torch.no_grad():
+        net = est.module_
+        features = net.encode_slices(net.to_slices(torch.as_tensor(X)))
+        positions = torch.arange(2, 10).expand(len(X), -1)
+        expected = net.head(net.pooling(net.embed_features(features, positions))[0])
+    np.testing.assert_allclose(est.predict(X), expected.numpy().ravel(), rtol=1e-5)
+    assert SliceCNNRegressor(**fast_params()).fit(X, y).get_params()["crop_empty_slices"] is False
+
+
+def test_precision_options(small_volumes):
+    X, y = small_volumes
+    bf16 = SliceCNNRegressor(**fast_params(precision="bf16")).fit(X, y)
+    fp32 = SliceCNNRegressor(**fast_params(precision="fp32")).fit(X, y)
+    assert np.allclose(bf16.predict(X), fp32.predict(X), atol=0.5)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        SliceCNNRegressor(**fast_params(precision="fp8")).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "value, error", [(0, ValueError), (1.5, ValueError), (-2, ValueError), ("half", TypeError)]
+)
+def test_bad_train_slices_raise(value, error):
+    with pytest.raises(error):
+        SliceNet(TinyEncoder(), train_slices=value)
