@@ -177,6 +177,20 @@ class _SliceCNNMixin:
         return PreprocessedVolumes(items, preprocessor)
 
     def get_dataset(self, X: Any, y: Any = None):
+        """The dataset skorch iterates; frozen encoders serve cached slice features.
+
+        Predictions (and grid-search scoring) of a frozen-encoder model then reuse
+        the features of volumes seen before instead of running the encoder again.
+        """
+        if is_dataset(X):
+            return X
+        if self.freeze_encoder and self.initialized_:
+            X = X if isinstance(X, PreprocessedVolumes) else self._check_X(X, reset=False)
+            return self._training_data(X, y)
+        return self.volume_dataset(X, y)
+
+    def volume_dataset(self, X: Any, y: Any = None):
+        """The volumes of ``X`` as a dataset, read as the network reads them."""
         if is_dataset(X):
             return X
         X = X if isinstance(X, PreprocessedVolumes) else self._check_X(X, reset=False)

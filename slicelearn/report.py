@@ -83,7 +83,7 @@ def slice_importance(estimator: Any, X: Any, max_subjects: int = 16) -> np.ndarr
 
 def _volume_batch(estimator: Any, X: Any, max_subjects: int) -> torch.Tensor:
     """The first volumes of X as one tensor, read the way the estimator reads them."""
-    dataset = estimator.get_dataset(X[: min(len(X), max_subjects)])
+    dataset = estimator.volume_dataset(X[: min(len(X), max_subjects)])
     return torch.stack([torch.as_tensor(np.asarray(dataset[i][0])) for i in range(len(dataset))])
 
 

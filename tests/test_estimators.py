@@ -329,6 +329,12 @@ def test_frozen_features_are_encoded_once_across_folds_and_candidates(small_volu
     with torch.no_grad():
         full_network = est.module_(torch.as_tensor(X)).numpy().ravel()
     np.testing.assert_allclose(est.predict(X), full_network, rtol=1e-5)
+    # Predictions read the cache too: only unseen volumes are encoded.
+    seen = cache.computed
+    est.predict(X)
+    assert cache.computed == seen
+    est.predict(X[:2] + 1.0)
+    assert cache.computed == seen + 2
 
 
 def test_feature_grid_is_part_of_the_frozen_feature_key():
