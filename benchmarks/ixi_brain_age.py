@@ -64,6 +64,8 @@ def main() -> None:
     )
     parser.add_argument("--embed-dims", nargs="+", type=int, default=[32])
     parser.add_argument("--dropouts", nargs="+", type=float, default=[0.0])
+    parser.add_argument("--train-slices", type=float, default=None, help="slice sampling")
+    parser.add_argument("--crop-empty-slices", action="store_true")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
@@ -141,6 +143,11 @@ def main() -> None:
     features = {}
     if args.feature_layer or args.feature_grid != 1:
         features = dict(feature_layer=args.feature_layer, feature_grid=args.feature_grid)
+    # The training recipe's algorithmic options, recorded in the rows they change.
+    if args.train_slices:
+        features["train_slices"] = args.train_slices
+    if args.crop_empty_slices:
+        features["crop_empty_slices"] = True
     results = {}
     if "frozen" in parts or "random" in parts:
         for weights in [
