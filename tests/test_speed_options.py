@@ -145,3 +145,26 @@ def test_precision_options(small_volumes):
 def test_bad_train_slices_raise(value, error):
     with pytest.raises(error):
         SliceNet(TinyEncoder(), train_slices=value)
+
+
+def test_fused_batchnorm_inference_is_exact_and_follows_weight_changes():
+    torch.manual_seed(0)
+    net = SliceNet("resnet18", None, n_slices=6, embed_dim=8, position_embedding=None)
+    net.train()(_volumes(batch=4, shape=(6, 40, 36)))  # give batch norm real statistics
+    net.eval()
+    x = _volumes(batch=2, shape=(6, 40, 36), seed=1)
+    with torch.no_grad():
+        fused = net.encode(x)
+        assert net._fused is not None and net._fused[1] is not None
+    net.fuse_batchnorm = False
+    with torch.no_grad():
+        plain = net.encode(x)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+    net.fuse_batchnorm = True
+    with torch.no_grad():
+        net.encoder.bn1.running_mean.add_(0.5)  # in place, as an optimiser or BN update would
+        changed = net.encode(x)
+    net.fuse_batchnorm = False
+    with torch.no_grad():
+        torch.testing.assert_close(changed, net.encode(x), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(changed, fused)

@@ -24,6 +24,23 @@ from .position import build_position_embedding
 __all__ = ["AXES", "SliceMixer", "SliceNet", "SliceNetOutput", "slice_axis_dim"]
 
 
+def _fuse_batchnorm(encoder: nn.Module) -> nn.Module | None:
+    """A copy of ``encoder`` with eval-mode batch norms folded into the convolutions.
+
+    None when torch.fx cannot trace the encoder or it has no batch norm to fold.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in encoder.modules()):
+        return None
+    try:
+        fused = fuse(encoder, inplace=False)
+    except Exception:  # untraceable (data-dependent control flow, custom ops)
+        return None
+    fused.eval().requires_grad_(False)
+    return fused
+
+
 def _check_train_slices(value: int | float | None) -> int | float | None:
     if value is None:
         return None
@@ -147,6 +164,11 @@ class SliceNet(nn.Module):
     channels_last : bool, default=True
         Run the encoder in channels-last memory format (an exact rewrite that
         is faster for convolutions on CPU and GPU).
+    fuse_batchnorm : bool, default=True
+        In evaluation mode, run a copy of the encoder whose batch norms are
+        folded into the preceding convolutions (exact up to float rounding;
+        rebuilt whenever the weights change). Encoders that torch.fx cannot
+        trace run unfused.
 
     Examples
     --------
@@ -181,6 +203,7 @@ class SliceNet(nn.Module):
         slice_chunk_size: int | None = None,
         checkpoint_slices: bool = False,
         channels_last: bool = True,
+        fuse_batchnorm: bool = True,
     ) -> None:
         super().__init__()
         self.axis = axis
@@ -196,6 +219,9 @@ class SliceNet(nn.Module):
         self.slice_chunk_size = slice_chunk_size
         self.checkpoint_slices = checkpoint_slices
         self.channels_last = channels_last
+        self.fuse_batchnorm = fuse_batchnorm
+        # (weight versions, fused copy); not a submodule, so never saved or trained.
+        self._fused: tuple[tuple[int, ...], nn.Module | None] | None = None
         self.encoder = build_encoder(
             encoder, weights, feature_layer=feature_layer, feature_grid=feature_grid
         )
@@ -283,15 +309,28 @@ class SliceNet(nn.Module):
             flat = flat.contiguous(memory_format=torch.channels_last)
         chunk = self.slice_chunk_size or len(flat)
         recompute = self.checkpoint_slices and torch.is_grad_enabled() and self.training
+        encoder = self.encoder
+        if not torch.is_grad_enabled() and not self.encoder.training:
+            encoder = self._inference_encoder()
         outputs = []
         for begin in range(0, len(flat), chunk):
             part = flat[begin : begin + chunk]
             if recompute:
-                outputs.append(checkpoint(self.encoder, part, use_reentrant=False))
+                outputs.append(checkpoint(encoder, part, use_reentrant=False))
             else:
-                outputs.append(self.encoder(part))
+                outputs.append(encoder(part))
         features = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         return features.view(batch, n_slices, -1)
+
+    def _inference_encoder(self) -> nn.Module:
+        """The encoder with batch norms folded into convolutions, for gradient-free eval."""
+        if not self.fuse_batchnorm:
+            return self.encoder
+        state = [*self.encoder.parameters(), *self.encoder.buffers()]
+        versions = tuple(t._version for t in state) + tuple(t.data_ptr() for t in state)
+        if self._fused is None or self._fused[0] != versions:
+            self._fused = (versions, _fuse_batchnorm(self.encoder))
+        return self._fused[1] or self.encoder
 
     def embed_features(
         self, features: torch.Tensor, positions: torch.Tensor | None = None
