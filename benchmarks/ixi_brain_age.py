@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--dropouts", nargs="+", type=float, default=[0.0])
     parser.add_argument("--train-slices", type=float, default=None, help="slice sampling")
     parser.add_argument("--crop-empty-slices", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the slice models")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
@@ -139,7 +140,7 @@ def main() -> None:
         )
         return mae
 
-    common = dict(lr=1e-3, batch_size=16, verbose=0, random_state=0)
+    common = dict(lr=1e-3, batch_size=16, verbose=0, random_state=args.seed)
     features = {}
     if args.feature_layer or args.feature_grid != 1:
         features = dict(feature_layer=args.feature_layer, feature_grid=args.feature_grid)
@@ -186,6 +187,7 @@ def main() -> None:
                     epochs=epochs,
                     **features,
                     **head,
+                    **({"random_state": args.seed} if args.seed else {}),
                 )
 
     if "baselines" in parts:

@@ -168,3 +168,17 @@ def test_fused_batchnorm_inference_is_exact_and_follows_weight_changes():
     with torch.no_grad():
         torch.testing.assert_close(changed, net.encode(x), rtol=1e-4, atol=1e-4)
     assert not torch.allclose(changed, fused)
+
+
+def test_model_with_a_fused_inference_copy_pickles_without_it():
+    import pickle
+
+    net = SliceNet("resnet18", None, n_slices=6, embed_dim=8, position_embedding=None).eval()
+    x = _volumes(batch=2, shape=(6, 40, 36))
+    with torch.no_grad():
+        expected = net(x)
+    assert net._fused is not None
+    restored = pickle.loads(pickle.dumps(net))
+    assert restored._fused is None
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), expected)

@@ -322,6 +322,12 @@ class SliceNet(nn.Module):
         features = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         return features.view(batch, n_slices, -1)
 
+    def __getstate__(self) -> dict:
+        # The fused copy is a cache: rebuilt on demand, never pickled.
+        state = self.__dict__.copy()
+        state["_fused"] = None
+        return state
+
     def _inference_encoder(self) -> nn.Module:
         """The encoder with batch norms folded into convolutions, for gradient-free eval."""
         if not self.fuse_batchnorm:
