@@ -182,3 +182,16 @@ def test_model_with_a_fused_inference_copy_pickles_without_it():
     assert restored._fused is None
     with torch.no_grad():
         torch.testing.assert_close(restored(x), expected)
+
+
+def test_batchnorm_folding_covers_timm_efficientnet_with_its_fused_activations():
+    net = SliceNet("efficientnet_lite0", "imagenet", n_slices=6, embed_dim=8).eval()
+    x = _volumes(batch=2, shape=(6, 48, 40))
+    with torch.no_grad():
+        folded = net.encode(x)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in net._fused[1].modules()), (
+            "every batch norm of EfficientNet-Lite0 follows a convolution"
+        )
+        net.fuse_batchnorm = False
+        reference = net.encode(x)
+    torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-4)

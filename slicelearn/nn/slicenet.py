@@ -10,6 +10,7 @@ combines the slices; a small head predicts the target (Gupta et al., ISBI
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import NamedTuple
 
@@ -25,19 +26,60 @@ __all__ = ["AXES", "SliceMixer", "SliceNet", "SliceNetOutput", "slice_axis_dim"]
 
 
 def _fuse_batchnorm(encoder: nn.Module) -> nn.Module | None:
-    """A copy of ``encoder`` with eval-mode batch norms folded into the convolutions.
+    """A copy of ``encoder`` with eval-mode batch norms folded into their convolutions.
 
-    None when torch.fx cannot trace the encoder or it has no batch norm to fold.
+    One dry run on a small slice records which batch norm reads which
+    convolution's output; each such pair becomes one convolution with folded
+    weight and bias, and the batch norm is replaced by what it does after
+    normalising (nothing, or timm's fused activation). Returns None when there
+    is nothing to fold.
     """
-    from torch.fx.experimental.optimization import fuse
+    fused = copy.deepcopy(encoder).eval().requires_grad_(False)
+    produced: dict[int, tuple[nn.Module, torch.Tensor]] = {}
+    pairs: list[tuple[nn.Conv2d, nn.modules.batchnorm._BatchNorm]] = []
 
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in encoder.modules()):
-        return None
+    def after_conv(module, _inputs, output):
+        produced[id(output)] = (module, output)  # keep the tensor alive: ids stay unique
+
+    def before_norm(module, inputs, _output):
+        source = produced.get(id(inputs[0]))
+        if source is not None and module.track_running_stats:
+            pairs.append((source[0], module))
+
+    hooks = []
+    for module in fused.modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(after_conv))
+        elif isinstance(module, nn.BatchNorm2d):
+            hooks.append(module.register_forward_hook(before_norm))
     try:
-        fused = fuse(encoder, inplace=False)
-    except Exception:  # untraceable (data-dependent control flow, custom ops)
+        first = next(m for m in fused.modules() if isinstance(m, nn.Conv2d))
+        with torch.no_grad():
+            fused(torch.zeros(1, first.in_channels, 64, 64))
+    except (StopIteration, RuntimeError, ValueError):
         return None
-    fused.eval().requires_grad_(False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    convs = [conv for conv, _ in pairs]
+    if not pairs or len(set(map(id, convs))) != len(convs):
+        return None  # nothing to fold, or a convolution shared by two norms
+    parents = {
+        id(child): (parent, name)
+        for parent in fused.modules()
+        for name, child in parent.named_children()
+    }
+    with torch.no_grad():
+        for conv, norm in pairs:
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            conv.bias = nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
+            conv.bias.requires_grad_(False)
+            # timm's BatchNormAct2d applies dropout and an activation after normalising.
+            rest = [m for m in (getattr(norm, "drop", None), getattr(norm, "act", None)) if m]
+            parent, name = parents[id(norm)]
+            setattr(parent, name, nn.Sequential(*rest) if rest else nn.Identity())
     return fused
 
 
@@ -165,10 +207,9 @@ class SliceNet(nn.Module):
         Run the encoder in channels-last memory format (an exact rewrite that
         is faster for convolutions on CPU and GPU).
     fuse_batchnorm : bool, default=True
-        In evaluation mode, run a copy of the encoder whose batch norms are
-        folded into the preceding convolutions (exact up to float rounding;
-        rebuilt whenever the weights change). Encoders that torch.fx cannot
-        trace run unfused.
+        In evaluation mode without gradients, run a copy of the encoder whose
+        batch norms are folded into the preceding convolutions (exact up to
+        float rounding; rebuilt whenever the weights change).
 
     Examples
     --------
