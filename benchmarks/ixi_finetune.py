@@ -89,14 +89,6 @@ def run(args: argparse.Namespace) -> None:
 
     from slicelearn import SliceCNNRegressor
 
-    class AutocastRegressor(SliceCNNRegressor):
-        """Forward passes in bfloat16 on a GPU; weights, losses and optimiser stay float32."""
-
-        def infer(self, x, **fit_params):
-            on_gpu = str(self.device).startswith("cuda")
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
-                return super().infer(x, **fit_params).float()
-
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
     stored = np.load(args.volumes)
@@ -169,11 +161,12 @@ def run(args: argparse.Namespace) -> None:
                 continue
             begin = time.perf_counter()
             params = {k: v for k, v in config.items() if k != "label"}
-            est = AutocastRegressor(
+            est = SliceCNNRegressor(
                 pooling="mean",
                 position_embedding="sinusoidal",
                 random_state=0,
                 verbose=0,
+                precision="auto",  # bf16 forward passes on a GPU, as in the recorded runs
                 **params,
             )
             est.fit(volumes[train], ages[train])
