@@ -66,6 +66,9 @@ def main() -> None:
     parser.add_argument("--dropouts", nargs="+", type=float, default=[0.0])
     parser.add_argument("--train-slices", type=float, default=None, help="slice sampling")
     parser.add_argument("--crop-empty-slices", action="store_true")
+    parser.add_argument(
+        "--freeze", default="all", help="'all', or a layer to fine-tune after (partial)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random_state of the slice models")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -149,6 +152,7 @@ def main() -> None:
         features["train_slices"] = args.train_slices
     if args.crop_empty_slices:
         features["crop_empty_slices"] = True
+    freeze = True if args.freeze == "all" else args.freeze
     results = {}
     if "frozen" in parts or "random" in parts:
         for weights in [
@@ -167,7 +171,7 @@ def main() -> None:
                 est = SliceCNNRegressor(
                     encoder="efficientnet_lite0",
                     weights=weights,
-                    freeze_encoder=True,
+                    freeze_encoder=freeze,
                     pooling=pooling,
                     position_embedding=position,
                     embed_dim=embed_dim,
@@ -180,7 +184,9 @@ def main() -> None:
                     "slice",
                     est,
                     volumes,
-                    encoder="efficientnet_lite0 (frozen)",
+                    encoder="efficientnet_lite0 (frozen)"
+                    if freeze is True
+                    else f"efficientnet_lite0 (fixed to {freeze}, later layers fine-tuned)",
                     weights=weights,
                     pooling=pooling,
                     position_embedding=position,

@@ -294,6 +294,8 @@ class _SliceCNNMixin:
             device=self.device,
             num_workers=self.get_params_for("iterator_valid").get("num_workers", 0),
         )
+        if self.module_.frozen_stages:
+            return Dataset({"trunk_maps": features}, y)
         return Dataset(features, y)
 
     def _train(self, X: Any, y: Any, **fit_params) -> None:
@@ -384,8 +386,12 @@ _COMMON_PARAMS_DOC = """
         Hidden units of the MLP head.
     dropout : float, default=0.0
         Dropout in the slice mixer and the head.
-    freeze_encoder : bool, default=False
-        Keep the encoder fixed and train only the rest.
+    freeze_encoder : bool or str, default=False
+        ``True`` keeps the encoder fixed and trains only the rest; its slice
+        features are computed once per volume and cached. A layer name (e.g.
+        ``"layer3"`` of a ResNet, ``"blocks.2"`` of ``efficientnet_lite0``)
+        fixes the encoder up to that layer and fine-tunes the layers after it,
+        caching the fixed trunk's feature maps per slice (partial fine-tuning).
     standardize : bool, default=True
         z-score every volume as a whole before slicing.
     feature_layer : str or None, default=None
@@ -493,7 +499,7 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         attention_heads: int = 4,
         head_hidden: int | None = 64,
         dropout: float = 0.0,
-        freeze_encoder: bool = False,
+        freeze_encoder: bool | str = False,
         standardize: bool = True,
         feature_layer: str | None = None,
         feature_grid: int = 1,
@@ -651,7 +657,7 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         attention_heads: int = 4,
         head_hidden: int | None = 64,
         dropout: float = 0.0,
-        freeze_encoder: bool = False,
+        freeze_encoder: bool | str = False,
         standardize: bool = True,
         feature_layer: str | None = None,
         feature_grid: int = 1,

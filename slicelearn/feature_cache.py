@@ -26,13 +26,17 @@ __all__ = ["SliceFeatureCache", "shared_feature_cache"]
 
 
 def encoder_fingerprint(module: torch.nn.Module) -> str:
-    """Identity of a SliceNet's feature function: encoder weights, axis, input scaling."""
+    """Identity of what a SliceNet caches: fixed encoder weights, axis, input scaling."""
     digest = hashlib.sha256()
     digest.update(f"{type(module.encoder).__name__}:{module.axis}:{module.standardize}".encode())
     # Pooling layers hold no weights: their settings must enter the key too.
     digest.update(module.encoder.extra_repr().encode())
     digest.update(repr(getattr(module, "slice_range", None)).encode())
-    for name, tensor in module.encoder.state_dict().items():
+    # With partial freezing only the fixed trunk defines what is cached (its maps).
+    stages = getattr(module, "frozen_stages", 0)
+    digest.update(f"frozen_stages={stages}".encode())
+    fixed = module.frozen_part if stages else module.encoder
+    for name, tensor in fixed.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -84,7 +88,8 @@ class SliceFeatureCache:
         device: str | torch.device = "cpu",
         num_workers: int = 0,
     ) -> torch.Tensor:
-        """Slice features ``(n, S, F)`` of ``volumes``, encoding only the missing ones."""
+        """Slice features ``(n, S, F)`` of ``volumes`` (frozen-trunk maps ``(n, S, C, h, w)``
+        with partial freezing), encoding only the missing ones."""
         encoder_key = encoder_fingerprint(module)
         keys = [f"{encoder_key}:{key}" for key in volume_keys(volumes)]
         missing = [i for i, key in enumerate(keys) if key not in self._entries]
@@ -116,7 +121,7 @@ class SliceFeatureCache:
         try:
             with torch.inference_mode():
                 for batch, _ in loader:
-                    chunks.append(module.encode(batch.to(device)).float().cpu())
+                    chunks.append(module.encode_frozen(batch.to(device)).float().cpu())
         finally:
             module.train(was_training)
         self.computed += sum(len(chunk) for chunk in chunks)

@@ -432,13 +432,23 @@ class TruncatedEncoder(nn.Module):
             )
         parent, _, index = feature_layer.partition(".")
         kept: list[nn.Module] = []
+        names: list[str] = []
         for child_name, child in backbone.named_children():
             if child_name != parent:
                 kept.append(child)
+                names.append(child_name)
                 continue
-            kept.extend(list(child.children())[: int(index) + 1] if index else [child])
+            if index:
+                stages = list(child.children())[: int(index) + 1]
+                kept.extend(stages)
+                names.extend(f"{child_name}.{i}" for i in range(len(stages)))
+            else:
+                kept.append(child)
+                names.append(child_name)
             break
         self.trunk = nn.Sequential(*kept)
+        #: The name of each module of ``trunk``, e.g. "layer3" or "blocks.3".
+        self.stage_names = names
         self.pool = nn.AdaptiveAvgPool2d(feature_grid)
         self.feature_layer = feature_layer
         self.feature_grid = feature_grid

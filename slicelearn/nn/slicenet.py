@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .encoders import WeightsSpec, build_encoder
+from .encoders import FEATURE_LAYERS, WeightsSpec, build_encoder
 from .pooling import build_pooling
 from .position import build_position_embedding
 
@@ -174,7 +174,13 @@ class SliceNet(nn.Module):
         Hidden units of the MLP head; ``None`` or 0 gives a linear head.
     dropout : float, default=0.0
         Dropout in the slice mixer and the head.
-    freeze_encoder : bool, default=False
+    freeze_encoder : bool or str, default=False
+        ``True`` keeps the whole encoder fixed. A layer name (one of
+        :data:`slicelearn.nn.FEATURE_LAYERS` for the encoder, e.g. ``"layer3"``
+        or ``"blocks.2"``) keeps the encoder fixed up to and including that
+        layer and trains the layers after it (partial fine-tuning): the fixed
+        trunk's feature maps can then be computed once per slice and reused
+        (:meth:`encode_frozen`, ``forward(trunk_maps=...)``).
         Keep the encoder's weights (and batch-norm statistics) fixed.
     standardize : bool, default=True
         z-score each volume as a whole before slicing (the paper's input
@@ -235,7 +241,7 @@ class SliceNet(nn.Module):
         attention_heads: int = 4,
         head_hidden: int | None = 64,
         dropout: float = 0.0,
-        freeze_encoder: bool = False,
+        freeze_encoder: bool | str = False,
         standardize: bool = True,
         feature_layer: str | None = None,
         feature_grid: int = 1,
@@ -263,9 +269,29 @@ class SliceNet(nn.Module):
         self.fuse_batchnorm = fuse_batchnorm
         # (weight versions, fused copy); not a submodule, so never saved or trained.
         self._fused: tuple[tuple[int, ...], nn.Module | None] | None = None
+        partial = isinstance(freeze_encoder, str)
+        if partial and feature_layer is None:
+            layers = FEATURE_LAYERS.get(encoder) if isinstance(encoder, str) else None
+            if layers is None:
+                raise ValueError(
+                    f"Partial freezing (freeze_encoder={freeze_encoder!r}) needs a named "
+                    f"encoder with layers: {', '.join(FEATURE_LAYERS)}."
+                )
+            feature_layer = layers[-1]
         self.encoder = build_encoder(
             encoder, weights, feature_layer=feature_layer, feature_grid=feature_grid
         )
+        #: Trunk modules kept fixed by partial freezing (0 without it).
+        self.frozen_stages = 0
+        if partial:
+            names = self.encoder.stage_names
+            choices = [n for n in names[:-1] if n in FEATURE_LAYERS.get(encoder, ())]
+            if freeze_encoder not in choices:
+                raise ValueError(
+                    f"freeze_encoder={freeze_encoder!r} must be a layer before the last one "
+                    f"used; choose one of {', '.join(choices)}."
+                )
+            self.frozen_stages = names.index(freeze_encoder) + 1
         self.projection = nn.Linear(self.encoder.out_features, embed_dim)
         # Encoder features come at any scale (EfficientNet's are ~0.07); unit-scale
         # tokens keep the content comparable with the position embedding.
@@ -283,8 +309,8 @@ class SliceNet(nn.Module):
         else:
             self.head = nn.Sequential(nn.Linear(embed_dim, n_outputs))
         if freeze_encoder:
-            self.encoder.requires_grad_(False)
-            self.encoder.eval()
+            self.frozen_part.requires_grad_(False)
+            self.frozen_part.eval()
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
 
@@ -293,12 +319,45 @@ class SliceNet(nn.Module):
         """The last linear layer, whose bias a regressor sets to the target mean."""
         return self.head[-1]
 
+    @property
+    def frozen_part(self) -> nn.Module:
+        """The fixed part of the encoder: all of it, or the trunk of partial freezing."""
+        if self.frozen_stages:
+            return self.encoder.trunk[: self.frozen_stages]
+        return self.encoder
+
     def train(self, mode: bool = True) -> SliceNet:
         super().train(mode)
         if self.freeze_encoder:
             # A frozen encoder must not update its batch-norm statistics either.
-            self.encoder.eval()
+            self.frozen_part.eval()
         return self
+
+    def encode_frozen(self, volumes: torch.Tensor) -> torch.Tensor:
+        """What a fixed encoder allows to compute once per volume.
+
+        Slice features ``(B, S, F)`` with ``freeze_encoder=True``; the frozen
+        trunk's feature maps ``(B, S, C, h, w)`` with partial freezing.
+        """
+        if not self.frozen_stages:
+            return self.encode(volumes)
+        slices = self.to_slices(volumes)
+        batch, n_slices, height, width = slices.shape
+        flat = slices.reshape(batch * n_slices, 1, height, width)
+        if self.channels_last:
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        maps = self.frozen_part(flat)
+        return maps.reshape(batch, n_slices, *maps.shape[1:])
+
+    def _features_from_trunk(self, maps: torch.Tensor) -> torch.Tensor:
+        """Slice features ``(B, S, F)`` from frozen-trunk maps ``(B, S, C, h, w)``."""
+        batch, n_slices = maps.shape[:2]
+        flat = maps.flatten(0, 1)
+        if self.channels_last:
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        trainable = self.encoder.trunk[self.frozen_stages :]
+        features = self.encoder.pool(trainable(flat)).flatten(1)
+        return features.view(batch, n_slices, -1)
 
     def to_slices(self, volumes: torch.Tensor) -> torch.Tensor:
         """Turn ``(B, X, Y, Z)`` or ``(B, 1, X, Y, Z)`` volumes into ``(B, S, H, W)`` slices."""
@@ -411,7 +470,11 @@ class SliceNet(nn.Module):
         return self.embed_features(self.encode(volumes))
 
     def forward(
-        self, volumes: torch.Tensor, return_details: bool = False
+        self,
+        volumes: torch.Tensor | None = None,
+        return_details: bool = False,
+        *,
+        trunk_maps: torch.Tensor | None = None,
     ) -> torch.Tensor | SliceNetOutput:
         """Predict from a batch of volumes (or of precomputed encoder features).
 
@@ -422,12 +485,25 @@ class SliceNet(nn.Module):
             a frozen encoder lets one compute once and reuse every epoch.
         return_details : bool, default=False
             Also return the slice embeddings and attention weights.
+        trunk_maps : Tensor of shape (B, S, C, h, w), optional
+            Instead of volumes, the frozen trunk's maps from
+            :meth:`encode_frozen` (partial freezing).
 
         Returns
         -------
         Tensor of shape (B, n_outputs), or :class:`SliceNetOutput`.
         """
-        if volumes.ndim == 3:
+        if trunk_maps is not None:
+            if not self.frozen_stages:
+                raise ValueError("trunk_maps needs partial freezing (freeze_encoder='<layer>').")
+            chosen = self._sampled(trunk_maps.shape[1], trunk_maps.shape[0], trunk_maps.device)
+            if chosen is not None:
+                index = chosen.view(*chosen.shape, 1, 1, 1).expand(-1, -1, *trunk_maps.shape[2:])
+                trunk_maps = trunk_maps.gather(1, index)
+            features = self._features_from_trunk(trunk_maps.to(self.projection.weight.dtype))
+        elif volumes is None:
+            raise ValueError("Give volumes, encoder features or trunk_maps.")
+        elif volumes.ndim == 3:
             if volumes.shape[-1] != self.projection.in_features:
                 raise ValueError(
                     "Expected volumes (B, X, Y, Z) or (B, 1, X, Y, Z), or encoder features "
