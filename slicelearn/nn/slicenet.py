@@ -180,8 +180,8 @@ class SliceNet(nn.Module):
         or ``"blocks.2"``) keeps the encoder fixed up to and including that
         layer and trains the layers after it (partial fine-tuning): the fixed
         trunk's feature maps can then be computed once per slice and reused
-        (:meth:`encode_frozen`, ``forward(trunk_maps=...)``).
-        Keep the encoder's weights (and batch-norm statistics) fixed.
+        (:meth:`encode_frozen`, ``forward(trunk_maps=...)``). Fixed layers
+        keep their batch-norm statistics too.
     standardize : bool, default=True
         z-score each volume as a whole before slicing (the paper's input
         normalisation; idempotent on already z-scored input).
