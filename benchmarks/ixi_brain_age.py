@@ -37,6 +37,23 @@ import numpy as np
 IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
 
 
+def registered_volumes(paths: list[str], cache: Path):
+    """The IXI scans as every IXI benchmark reads them: brain-masked (DLMUSE), affinely
+    registered with ANTs to the MNI152 2 mm template, z-scored in the brain, cached."""
+    from slicelearn.data import VolumePreprocessor
+
+    masks = {p: p.replace("/t1/", "/seg/").replace("_T1w", "_dlmuse") for p in paths}
+    prep = VolumePreprocessor(
+        target="mni152",
+        registration="affine",
+        registration_backend="ants",
+        mask=masks,
+        normalize="zscore_brain",
+        cache_dir=cache,
+    ).fit(paths)
+    return prep.transform(paths)
+
+
 def record(out: Path, row: dict) -> None:
     print(json.dumps(row), flush=True)
     with out.open("a") as handle:
@@ -83,7 +100,7 @@ def main() -> None:
     from torch.utils.data import DataLoader
 
     from slicelearn import SliceCNNClassifier, SliceCNNRegressor
-    from slicelearn.data import VolumeDataset, VolumePreprocessor, read_cohort, template_image
+    from slicelearn.data import VolumeDataset, read_cohort, template_image
 
     torch.set_num_threads(2)
     paths, labels = read_cohort(args.ixi / "participants.tsv", target=["age", "sex"])
@@ -93,16 +110,7 @@ def main() -> None:
     if args.quick:
         paths, ages, sexes = paths[:12], ages[:12], sexes[:12]
         folds, epochs, scratch_epochs = 2, 2, 1
-    masks = {p: p.replace("/t1/", "/seg/").replace("_T1w", "_dlmuse") for p in paths}
-    prep = VolumePreprocessor(
-        target="mni152",
-        registration="affine",
-        registration_backend="ants",
-        mask=masks,
-        normalize="zscore_brain",
-        cache_dir=args.cache,
-    ).fit(paths)
-    volumes = prep.transform(paths)
+    volumes = registered_volumes(paths, args.cache)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     parts = set(args.only or ["frozen", "random", "scratch", "baselines", "sex"])
 
@@ -144,14 +152,14 @@ def main() -> None:
         return mae
 
     common = dict(lr=1e-3, batch_size=16, verbose=0, random_state=args.seed)
-    features = {}
+    # Slice-model options beyond the grid, recorded in the rows they change.
+    options = {}
     if args.feature_layer or args.feature_grid != 1:
-        features = dict(feature_layer=args.feature_layer, feature_grid=args.feature_grid)
-    # The training recipe's algorithmic options, recorded in the rows they change.
+        options = dict(feature_layer=args.feature_layer, feature_grid=args.feature_grid)
     if args.train_slices:
-        features["train_slices"] = args.train_slices
+        options["train_slices"] = args.train_slices
     if args.crop_empty_slices:
-        features["crop_empty_slices"] = True
+        options["crop_empty_slices"] = True
     freeze = True if args.freeze == "all" else args.freeze
     results = {}
     if "frozen" in parts or "random" in parts:
@@ -177,7 +185,7 @@ def main() -> None:
                     embed_dim=embed_dim,
                     dropout=dropout,
                     max_epochs=epochs,
-                    **features,
+                    **options,
                     **common,
                 )
                 results[(weights, pooling, position)] = evaluate(
@@ -191,7 +199,7 @@ def main() -> None:
                     pooling=pooling,
                     position_embedding=position,
                     epochs=epochs,
-                    **features,
+                    **options,
                     **head,
                     **({"random_state": args.seed} if args.seed else {}),
                 )
@@ -263,7 +271,7 @@ def main() -> None:
             encoder="efficientnet_lite0",
             weights="imagenet",
             freeze_encoder=True,
-            **features,
+            **options,
             pooling=best[1],
             position_embedding=best[2],
             max_epochs=epochs,
@@ -278,7 +286,7 @@ def main() -> None:
                 "model": "slice",
                 "pooling": best[1],
                 "position_embedding": best[2],
-                **features,
+                **options,
                 "positive": "M",
                 "roc_auc": round(float(roc_auc_score(sexes == "M", proba)), 3),
                 "seconds": round(time.perf_counter() - begin, 1),

@@ -313,6 +313,20 @@ def _progress_option(parser) -> None:
     )
 
 
+def _architecture_options(group) -> None:
+    """Encoder, pooling, position embedding and slice features: shared by every subcommand."""
+    group.add_argument("--encoder", default=DEFAULTS["encoder"])
+    group.add_argument(
+        "--pooling", default=DEFAULTS["pooling"], choices=["mean", "max", "attention"]
+    )
+    group.add_argument(
+        "--position-embedding",
+        default=DEFAULTS["position_embedding"],
+        choices=["none", "learned", "sinusoidal"],
+    )
+    _feature_options(group)
+
+
 def _grid(value: str) -> str:
     if value != "auto" and not (value.isdigit() and int(value) >= 1):
         raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}")
@@ -338,7 +352,7 @@ def _feature_options(group) -> None:
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--encoder", default=DEFAULTS["encoder"])
+    _architecture_options(group)
     group.add_argument("--weights", default="imagenet", help="imagenet, none, or a state-dict path")
     group.add_argument(
         "--freeze-encoder",
@@ -346,16 +360,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="keep the encoder fixed (slice features are computed once)",
     )
-    group.add_argument(
-        "--pooling", default=DEFAULTS["pooling"], choices=["mean", "max", "attention"]
-    )
-    group.add_argument(
-        "--position-embedding",
-        default=DEFAULTS["position_embedding"],
-        choices=["none", "learned", "sinusoidal"],
-    )
     group.add_argument("--axis", default="sagittal", choices=["sagittal", "coronal", "axial"])
-    _feature_options(group)
     group.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     group.add_argument("--max-epochs", type=int, default=DEFAULTS["max_epochs"])
     group.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
@@ -418,16 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="fit and evaluate on a built-in simulated cohort")
     demo.add_argument("--n-subjects", type=int, default=240, help="simulated subjects")
     demo.add_argument("--max-epochs", type=int, default=100)
-    demo.add_argument("--encoder", default=DEFAULTS["encoder"])
-    demo.add_argument(
-        "--pooling", default=DEFAULTS["pooling"], choices=["mean", "max", "attention"]
-    )
-    demo.add_argument(
-        "--position-embedding",
-        default=DEFAULTS["position_embedding"],
-        choices=["learned", "sinusoidal", "none"],
-    )
-    _feature_options(demo)
+    _architecture_options(demo)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--report", default="slicelearn-demo-report", help="report folder")
     _progress_option(demo)

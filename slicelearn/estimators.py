@@ -346,8 +346,7 @@ class _SliceCNNMixin:
         return callbacks
 
     def _predict_raw(self, X: Any) -> np.ndarray:
-        if self.freeze_encoder and not is_dataset(X):
-            X = self._training_data(self._check_X(X, reset=False))
+        # get_dataset serves cached slice features when the encoder is frozen.
         return NeuralNet.predict_proba(self, X)
 
 

@@ -342,12 +342,15 @@ class SliceNet(nn.Module):
         if not self.frozen_stages:
             return self.encode(volumes)
         slices = self.to_slices(volumes)
-        batch, n_slices, height, width = slices.shape
-        flat = slices.reshape(batch * n_slices, 1, height, width)
+        maps = self.frozen_part(self._encoder_input(slices))
+        return maps.reshape(*slices.shape[:2], *maps.shape[1:])
+
+    def _encoder_input(self, slices: torch.Tensor) -> torch.Tensor:
+        """``(B, S, H, W)`` slices as one ``(B*S, 1, H, W)`` encoder batch."""
+        flat = slices.flatten(0, 1).unsqueeze(1)
         if self.channels_last:
             flat = flat.contiguous(memory_format=torch.channels_last)
-        maps = self.frozen_part(flat)
-        return maps.reshape(batch, n_slices, *maps.shape[1:])
+        return flat
 
     def _features_from_trunk(self, maps: torch.Tensor) -> torch.Tensor:
         """Slice features ``(B, S, F)`` from frozen-trunk maps ``(B, S, C, h, w)``."""
@@ -404,9 +407,7 @@ class SliceNet(nn.Module):
                 f"The encoder needs slices of at least {min_size}x{min_size}; "
                 f"{self.axis} slices of this input are {height}x{width}."
             )
-        flat = slices.reshape(batch * n_slices, 1, height, width)
-        if self.channels_last:
-            flat = flat.contiguous(memory_format=torch.channels_last)
+        flat = self._encoder_input(slices)
         chunk = self.slice_chunk_size or len(flat)
         recompute = self.checkpoint_slices and torch.is_grad_enabled() and self.training
         encoder = self.encoder
