@@ -124,6 +124,15 @@ def run(args: argparse.Namespace) -> None:
             max_epochs=args.epochs,
         ),
         dict(
+            label=f"efficientnet_lite0 (fixed to {args.fix_up_to}, later layers fine-tuned)",
+            encoder="efficientnet_lite0",
+            weights="imagenet",
+            freeze_encoder=args.fix_up_to,
+            lr=args.lr,
+            batch_size=8,
+            max_epochs=args.epochs,
+        ),
+        dict(
             label="cnn2d (trained from scratch)",
             encoder="cnn2d",
             weights=None,
@@ -133,8 +142,12 @@ def run(args: argparse.Namespace) -> None:
             max_epochs=args.epochs,
         ),
     ]
-    chosen = {"frozen": 0, "fine-tuned": 1, "scratch": 2, "cnn2d": 3}
+    chosen = {"frozen": 0, "fine-tuned": 1, "scratch": 2, "partial": 3, "cnn2d": 4}
     configs = [configs[chosen[name]] for name in args.configs]
+    position = None if args.position == "none" else args.position
+    features = {}
+    if args.feature_layer:
+        features = dict(feature_layer=args.feature_layer, feature_grid=args.feature_grid)
     predicted = {c["label"]: np.full(len(ages), np.nan) for c in configs}
     seconds: dict[str, list[float]] = {c["label"]: [] for c in configs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -156,11 +169,12 @@ def run(args: argparse.Namespace) -> None:
             params = {k: v for k, v in config.items() if k != "label"}
             est = SliceCNNRegressor(
                 pooling="mean",
-                position_embedding="sinusoidal",
+                position_embedding=position,
                 random_state=0,
                 verbose=0,
                 precision="auto",  # bf16 forward passes on a GPU, as in the recorded runs
                 **params,
+                **features,
             )
             est.fit(volumes[train], ages[train])
             predicted[label][test] = est.predict(volumes[test])
@@ -182,7 +196,8 @@ def run(args: argparse.Namespace) -> None:
             "encoder": label,
             "weights": config["weights"],
             "pooling": "mean",
-            "position_embedding": "sinusoidal",
+            "position_embedding": position,
+            **features,
             "epochs": config["max_epochs"],
             "lr": config["lr"],
             "batch_size": config["batch_size"],
@@ -220,7 +235,17 @@ def main() -> None:
         "--configs",
         nargs="+",
         default=["frozen", "fine-tuned", "scratch", "cnn2d"],
-        choices=["frozen", "fine-tuned", "scratch", "cnn2d"],
+        choices=["frozen", "fine-tuned", "scratch", "partial", "cnn2d"],
+    )
+    runner.add_argument(
+        "--fix-up-to",
+        default="blocks.2",
+        help="for 'partial': the encoder is fixed up to this layer and fine-tuned after it",
+    )
+    runner.add_argument("--feature-layer", default=None, help="e.g. blocks.3 (default: last)")
+    runner.add_argument("--feature-grid", type=int, default=1)
+    runner.add_argument(
+        "--position", default="sinusoidal", choices=["none", "sinusoidal", "learned"]
     )
     runner.add_argument("--frozen-epochs", type=int, default=150)
     runner.add_argument("--budget-s", type=float, default=float("inf"))

@@ -27,6 +27,7 @@ from skorch.dataset import Dataset, ValidSplit
 from skorch.utils import is_dataset
 from torch import nn
 
+from .allocator import retain_freed_memory
 from .callbacks import RestoreBestWeights
 from .data.dataset import VolumeDataset, VolumeLoadError
 from .data.io import check_headers, is_image_list, load_volumes
@@ -215,6 +216,12 @@ class _SliceCNNMixin:
             return contextlib.nullcontext()
         return _seeded(check_random_state(self.random_state).randint(2**31 - 1), self.device)
 
+    def _host_memory(self) -> contextlib.AbstractContextManager:
+        """Reuse freed host memory while the CPU computes (see slicelearn.allocator)."""
+        if str(self.device).startswith("cpu"):
+            return retain_freed_memory()
+        return contextlib.nullcontext()
+
     def fit(self, X: Any, y: Any, **fit_params):
         """Fit the network on volumes ``X`` and targets ``y``.
 
@@ -236,7 +243,7 @@ class _SliceCNNMixin:
         y = self._check_y(self._check_y_length(y, len(X)), reset=not keep)
         if not keep:
             self.slice_range_ = self._occupied_slices(X) if self.crop_empty_slices else None
-        with self._seed():
+        with self._seed(), self._host_memory():
             if not keep:
                 self.initialize()
             self._train(self._training_data(X, y), y, **fit_params)
@@ -315,7 +322,8 @@ class _SliceCNNMixin:
             return self.fit(X, y, **fit_params)
         X = self._check_X(X, reset=False)
         y = self._check_y(self._check_y_length(y, len(X)), reset=False)
-        self._train(self._training_data(X, y), y, **fit_params)
+        with self._host_memory():
+            self._train(self._training_data(X, y), y, **fit_params)
         return self
 
     def initialize_module(self):
@@ -347,7 +355,8 @@ class _SliceCNNMixin:
 
     def _predict_raw(self, X: Any) -> np.ndarray:
         # get_dataset serves cached slice features when the encoder is frozen.
-        return NeuralNet.predict_proba(self, X)
+        with self._host_memory():
+            return NeuralNet.predict_proba(self, X)
 
 
 @contextlib.contextmanager

@@ -83,6 +83,14 @@ def _fuse_batchnorm(encoder: nn.Module) -> nn.Module | None:
     return fused
 
 
+#: Slices per encoder batch in gradient-free evaluation on the CPU. Exact (in
+#: eval mode each slice is encoded on its own), it bounds prediction memory
+#: for any batch size, and blocks this small are reused by glibc's malloc
+#: instead of being mapped afresh (ResNet-18 on 109 x 91 slices: 1.15x faster
+#: than 182 slices at once without slicelearn.allocator, the same with it).
+CPU_EVAL_CHUNK = 32
+
+
 def _check_train_slices(value: int | float | None) -> int | float | None:
     if value is None:
         return None
@@ -203,7 +211,9 @@ class SliceNet(nn.Module):
     slice_chunk_size : int, optional
         Run the encoder on at most this many slices at a time, which bounds
         activation memory. Exact in evaluation; in training, batch-norm
-        statistics then come from each chunk.
+        statistics then come from each chunk. Without it, gradient-free
+        evaluation on the CPU runs :data:`CPU_EVAL_CHUNK` slices at a time
+        (exact, and faster there) and training runs all slices at once.
     checkpoint_slices : bool, default=False
         With ``slice_chunk_size``, recompute each chunk's activations in the
         backward pass instead of storing them (activation checkpointing):
@@ -413,6 +423,8 @@ class SliceNet(nn.Module):
         encoder = self.encoder
         if not torch.is_grad_enabled() and not self.encoder.training:
             encoder = self._inference_encoder()
+            if self.slice_chunk_size is None and flat.device.type == "cpu":
+                chunk = CPU_EVAL_CHUNK
         outputs = []
         for begin in range(0, len(flat), chunk):
             part = flat[begin : begin + chunk]
