@@ -6,14 +6,24 @@ The layout follows the architecture:
   poolings, :class:`~slicelearn.nn.SliceNet`), usable without scikit-learn;
 - :mod:`slicelearn.estimators`: :class:`SliceCNNRegressor` and
   :class:`SliceCNNClassifier`, skorch-based scikit-learn estimators;
+- :mod:`slicelearn.brain_age`: :class:`BiasCorrectedRegressor`, brain age
+  corrected for regression to the mean;
+- :mod:`slicelearn.inspection`: where a fitted model looks, as NIfTI maps;
 - :mod:`slicelearn.data`: reading arrays, NIfTI paths and images;
 - :mod:`slicelearn.datasets`: simulated tasks with a known answer;
 - :mod:`slicelearn.cli`: the ``slicelearn`` command.
 """
 
+from .brain_age import BiasCorrectedRegressor
 from .estimators import SliceCNNClassifier, SliceCNNRegressor
 from .nn import SliceNet
 
 __version__ = "0.1.0"
 
-__all__ = ["SliceCNNClassifier", "SliceCNNRegressor", "SliceNet", "__version__"]
+__all__ = [
+    "BiasCorrectedRegressor",
+    "SliceCNNClassifier",
+    "SliceCNNRegressor",
+    "SliceNet",
+    "__version__",
+]
