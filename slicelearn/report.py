@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["classification_metrics", "regression_metrics", "slice_importance", "write_report"]
+__all__ = ["classification_metrics", "regression_metrics", "write_report"]
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -52,31 +52,16 @@ def classification_metrics(
     return metrics
 
 
-def slice_importance(estimator: Any, X: Any, max_subjects: int = 16) -> np.ndarray:
-    """How much each slice index matters to the predictions, normalised to sum 1.
+def _slice_profile(estimator: Any, X: Any, max_subjects: int = 16) -> np.ndarray:
+    """Mean slice importance of the first subjects, normalised to sum 1.
 
-    With attention pooling this is the mean attention weight per slice; with
-    mean or max pooling it is leave-one-slice-out: the mean absolute change of
-    the prediction when that slice's token is left out of the pooled set
-    (a set model is defined for any number of slices, so nothing has to be
-    made up to fill the gap).
+    Attention weights with attention pooling, leave-one-slice-out otherwise
+    (see :mod:`slicelearn.inspection`).
     """
-    module = estimator.module_
-    batch = _volume_batch(estimator, X, max_subjects).to(estimator.device)
-    module.eval()
-    with torch.inference_mode():
-        tokens = module.embed_features(module.encode(batch))
-        pooled, attention = module.pooling(tokens)
-        if attention is not None:
-            importance = attention.mean(dim=0)
-        else:
-            reference = module.head(pooled)
-            changes = []
-            for index in range(tokens.shape[1]):
-                kept = torch.cat([tokens[:, :index], tokens[:, index + 1 :]], dim=1)
-                changes.append((module.head(module.pooling(kept)[0]) - reference).abs().mean())
-            importance = torch.stack(changes)
-    importance = importance.float().cpu().numpy()
+    from .inspection import slice_importance
+
+    method = "attention" if estimator.pooling == "attention" else "occlusion"
+    importance = slice_importance(estimator, X[: min(len(X), max_subjects)], method).mean(axis=0)
     total = importance.sum()
     return importance / total if total > 0 else importance
 
@@ -191,7 +176,7 @@ def write_report(
 
     if len(estimator.history):
         _learning_curves(estimator.history, folder / "learning_curves.png")
-    importance = slice_importance(estimator, X)
+    importance = _slice_profile(estimator, X)
     mean_volume = _volume_batch(estimator, X, 16).mean(0).numpy()
     _importance_map(importance, mean_volume, estimator.axis, folder / "slice_importance.png")
     np.savetxt(folder / "slice_importance.csv", importance, delimiter=",", header="importance")

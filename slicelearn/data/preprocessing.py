@@ -404,6 +404,25 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             raise ValueError(f"{where} is all zeros after preprocessing (mask outside the scan?).")
         return self._normalize(volume, mask)
 
+    def output_grid(self, item: ImageLike, index: int = 0) -> np.ndarray:
+        """The voxel-to-world affine of ``item`` once preprocessed (shape ``output_shape_``).
+
+        The template's grid for registered or resampled scans, the scan's own
+        RAS-reoriented grid otherwise; shifted to the crop box if there is one.
+        """
+        self._check_fitted()
+        if self.target_image_ is not None:
+            affine = np.asarray(self.target_image_.affine, dtype=np.float64)
+        else:
+            scan = nib.as_closest_canonical(load_nifti(item, index))
+            grid = scan if self.keeps_native_grid else self._own_grid(scan)
+            affine = np.asarray(grid.affine, dtype=np.float64)
+        if self.crop_box_ is not None:
+            start = np.array([box.start for box in self.crop_box_], dtype=np.float64)
+            affine = affine.copy()
+            affine[:3, 3] += affine[:3, :3] @ start
+        return affine
+
     def _own_grid(self, scan: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
         """A grid of ``target_shape`` x ``voxel_size`` centred on the scan's field of view."""
         shape = np.asarray(self.target_shape, dtype=float)
