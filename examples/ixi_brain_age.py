@@ -1,4 +1,8 @@
-"""Brain age on real MRI: the recommended slice model on the IXI sample.
+"""
+Brain age on real MRI (IXI)
+===========================
+
+The recommended slice model on the IXI sample.
 
 Reads the IXI T1 scans (native space, skull on; IXI, CC BY-SA 3.0) from
 ``../shared/data/ixi`` or ``--ixi PATH``, holds out a quarter of the subjects,

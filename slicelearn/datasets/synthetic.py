@@ -40,7 +40,7 @@ def make_slice_position_task(
 
     Returns
     -------
-    X : ndarray of shape (n_subjects, *shape), float32
+    X : ndarray of shape ``(n_subjects,) + shape``, float32
     y : ndarray of shape (n_subjects,), float32
         The index ``k`` of the slice that holds the blob.
 

@@ -1,0 +1,94 @@
+"""
+Brain age with bias correction
+==============================
+
+Predict age from T1-weighted scans with a frozen ImageNet encoder, then remove
+the regression to the mean that makes the raw brain-age gap depend on age.
+
+The scans are simulated from nilearn's MNI152 template
+(:func:`slicelearn.datasets.make_atrophy_cohort`: ventricles widen, cortex
+thins and grey/white contrast fades with age), at 4 mm so that this runs in
+about a minute on a CPU.
+"""
+
+# %%
+# A simulated cohort
+# ------------------
+# 150 healthy adults aged 20 to 85, as nibabel images in MNI space.
+import matplotlib.pyplot as plt
+import numpy as np
+from nilearn import plotting
+from sklearn.model_selection import KFold, cross_val_predict
+
+from slicelearn import BiasCorrectedRegressor, SliceCNNRegressor
+from slicelearn.datasets import make_atrophy_cohort
+
+images, participants = make_atrophy_cohort(150, voxel_size=4, ad_fraction=0.0, random_state=0)
+age = participants["age"].to_numpy()
+youngest, oldest = int(np.argmin(age)), int(np.argmax(age))
+fig, axes = plt.subplots(2, 1, figsize=(7, 5))
+for ax, index in zip(axes, (youngest, oldest)):
+    plotting.plot_anat(
+        images[index], cut_coords=(0, -18, 10), axes=ax, title=f"age {age[index]:.0f}"
+    )
+
+# %%
+# The model
+# ---------
+# A frozen EfficientNet-Lite0 with its offline ImageNet weights encodes every
+# sagittal slice once (its ``blocks.3`` maps pooled 2 x 2, the configuration
+# that did best on real IXI scans); only the slice head trains.
+slice_model = SliceCNNRegressor(
+    encoder="efficientnet_lite0",
+    weights="imagenet",
+    freeze_encoder=True,
+    feature_layer="blocks.3",
+    feature_grid=2,
+    pooling="mean",
+    position_embedding=None,
+    lr=3e-3,
+    max_epochs=100,
+    verbose=0,
+    random_state=0,
+)
+
+# %%
+# Held-out predictions, raw and corrected
+# ---------------------------------------
+# :class:`~slicelearn.BiasCorrectedRegressor` fits the line
+# ``predicted = slope * age + intercept`` on out-of-fold predictions *within
+# the training set* and refits the model on all of it, so in the outer
+# cross-validation below the test subjects never inform the correction.
+# Slice features are cached, so the extra inner fits cost only the head.
+# The inner models train on a third less data with the same settings: they
+# must still converge, or their flatter predictions would make the
+# correction overshoot (here, 60 epochs at the default learning rate did not).
+outer = KFold(4, shuffle=True, random_state=1)
+raw = cross_val_predict(slice_model, images, age, cv=outer)
+corrected_model = BiasCorrectedRegressor(slice_model, cv=KFold(3, shuffle=True, random_state=0))
+corrected = cross_val_predict(corrected_model, images, age, cv=outer)
+
+for name, predicted in (("raw", raw), ("corrected", corrected)):
+    gap = predicted - age
+    print(
+        f"{name:>9}: MAE {np.abs(gap).mean():.2f} years, "
+        f"r(gap, age) = {np.corrcoef(gap, age)[0, 1]:+.2f}"
+    )
+
+# %%
+# The gap before and after
+# ------------------------
+# The raw gap falls with age (the old look young, the young look old); the
+# corrected gap does not. A corrected gap is what one relates to disease or
+# lifestyle.
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+for ax, (name, predicted) in zip(axes, (("raw", raw), ("bias-corrected", corrected))):
+    gap = predicted - age
+    ax.scatter(age, gap, s=10, alpha=0.7)
+    slope, intercept = np.polyfit(age, gap, 1)
+    ax.plot([20, 85], [slope * 20 + intercept, slope * 85 + intercept], "r-")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_title(f"{name}: r = {np.corrcoef(gap, age)[0, 1]:+.2f}")
+    ax.set_xlabel("age (years)")
+axes[0].set_ylabel("brain-age gap (years)")
+fig.tight_layout()
