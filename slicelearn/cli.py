@@ -105,7 +105,10 @@ def _estimator(args: argparse.Namespace, regression: bool):
         random_state=args.seed,
         verbose=1 if args.verbose else 0,
         callbacks=_progress(args.progress),
+        # Training reads through iterator_train; prediction, validation and the
+        # frozen encoder's one feature pass read through iterator_valid.
         iterator_train__num_workers=args.workers,
+        iterator_valid__num_workers=args.workers,
     )
 
 

@@ -92,7 +92,14 @@ class SliceFeatureCache:
         with partial freezing), encoding only the missing ones."""
         encoder_key = encoder_fingerprint(module)
         keys = [f"{encoder_key}:{key}" for key in volume_keys(volumes)]
-        missing = [i for i, key in enumerate(keys) if key not in self._entries]
+        # Collected here rather than read back from the store: a call whose
+        # features exceed max_bytes evicts some of its own entries.
+        found: dict[int, torch.Tensor] = {}
+        for index, key in enumerate(keys):
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                found[index] = self._entries[key]
+        missing = [i for i in range(len(keys)) if i not in found]
         if missing:
             subset = (
                 volumes[missing]
@@ -101,11 +108,9 @@ class SliceFeatureCache:
             )
             encoded = self._encode(module, subset, batch_size, device, num_workers)
             for index, features in zip(missing, encoded):
-                self._store(keys[index], features)
-        features = [self._entries[key] for key in keys]
-        for key in keys:
-            self._entries.move_to_end(key)
-        return torch.stack(features)
+                found[index] = features.clone()  # not a view that keeps the whole batch
+                self._store(keys[index], found[index])
+        return torch.stack([found[i] for i in range(len(keys))])
 
     def _encode(self, module, volumes, batch_size, device, num_workers) -> torch.Tensor:
         # Its own generator: encoding must not shift the training shuffle's RNG stream.
@@ -128,7 +133,8 @@ class SliceFeatureCache:
         return torch.cat(chunks)
 
     def _store(self, key: str, features: torch.Tensor) -> None:
-        features = features.clone()
+        if key in self._entries:  # the same volume twice in one call
+            return
         self._entries[key] = features
         self._bytes += features.numel() * features.element_size()
         while self._bytes > self.max_bytes and len(self._entries) > 1:

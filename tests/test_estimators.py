@@ -378,3 +378,18 @@ def test_cached_features_train_the_same_model_as_a_fixed_encoder(small_volumes):
     assert frozen.history[:, "valid_loss"] == pytest.approx(
         fixed.history[:, "valid_loss"], rel=1e-5
     )
+
+
+def test_feature_cache_smaller_than_one_call_still_returns_every_volume(small_volumes):
+    from slicelearn.feature_cache import SliceFeatureCache
+    from slicelearn.nn import SliceNet
+
+    X, _ = small_volumes
+    net = SliceNet(TinyEncoder(), n_slices=X.shape[1], freeze_encoder=True)
+    reference = SliceFeatureCache().features(net, X)
+    one_volume = reference[0].numel() * reference.element_size()
+    small = SliceFeatureCache(max_bytes=2 * one_volume)  # room for 2 of 12 volumes
+    torch.testing.assert_close(small.features(net, X), reference)
+    assert len(small._entries) == 2 and small.computed == 12
+    # A volume asked for twice in one call comes back twice, in order.
+    torch.testing.assert_close(small.features(net, X[[3, 3, 5]]), reference[[3, 3, 5]])
