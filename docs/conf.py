@@ -49,12 +49,15 @@ plot_html_show_formats = False
 plot_formats = [("png", 110)]
 
 # The gallery runs every examples/plot_*.py at build time (a few minutes on a
-# CPU). SLICELEARN_GALLERY=0 renders the scripts without running them.
+# CPU) and skips scripts unchanged since the last build in this checkout.
+# SLICELEARN_GALLERY=0 renders the scripts without running them;
+# SLICELEARN_GALLERY=rerun runs every script again (the test suite does).
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
     "plot_gallery": os.environ.get("SLICELEARN_GALLERY", "1") != "0",
+    "run_stale_examples": os.environ.get("SLICELEARN_GALLERY") == "rerun",
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,

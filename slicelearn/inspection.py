@@ -137,7 +137,7 @@ def slice_importance(
     >>> from slicelearn import SliceCNNRegressor
     >>> from slicelearn.inspection import slice_importance
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(8, 10, 24, 20)).astype(np.float32)
+    >>> X = rng.normal(size=(8, 10, 32, 32)).astype(np.float32)
     >>> est = SliceCNNRegressor(encoder="cnn2d", weights=None, pooling="attention",
     ...                         max_epochs=1, train_split=None, verbose=0).fit(X, np.arange(8.0))
     >>> slice_importance(est, X[:2], "attention").sum(axis=1).round(3)

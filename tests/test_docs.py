@@ -5,6 +5,7 @@ warning (``-W``), so a broken example, docstring or link fails the suite.
 """
 
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def test_sphinx_build_with_gallery_has_no_warnings(tmp_path):
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "SLICELEARN_GALLERY": "rerun"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     html = tmp_path / "html"
