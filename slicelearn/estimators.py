@@ -11,7 +11,8 @@ keep their meaning.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,16 +23,23 @@ from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import EpochScoring
+from skorch.callbacks import EpochScoring, PrintLog
 from skorch.dataset import Dataset, ValidSplit
-from skorch.utils import is_dataset
+from skorch.utils import is_dataset, to_tensor
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .allocator import retain_freed_memory
 from .callbacks import RestoreBestWeights
 from .data.dataset import VolumeDataset, VolumeLoadError
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
+from .distributed import (
+    EpochShardSampler,
+    launched_distributed,
+    print_on_rank_zero,
+    process_group,
+)
 from .feature_cache import shared_feature_cache
 from .nn.slicenet import SliceNet, slice_axis_dim
 
@@ -74,9 +82,15 @@ _CLASSIFIER_SPLIT = ValidSplit(0.2, stratified=True, random_state=0)
 
 
 def resolve_device(device: str | torch.device | None) -> str | torch.device | None:
-    """Map ``"auto"`` to ``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    """Map ``"auto"`` to ``"cuda"`` when a GPU is present, else ``"cpu"``.
+
+    Under a distributed launcher (torchrun), ``"auto"`` and ``"cuda"`` mean
+    this process's own GPU, ``cuda:LOCAL_RANK``.
+    """
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and launched_distributed() and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return device
 
 
@@ -243,6 +257,7 @@ class _SliceCNNMixin:
         y = self._check_y(self._check_y_length(y, len(X)), reset=not keep)
         if not keep:
             self.slice_range_ = self._occupied_slices(X) if self.crop_empty_slices else None
+        process_group(self.device)  # joins torchrun's group, if launched by it
         with self._seed(), self._host_memory():
             if not keep:
                 self.initialize()
@@ -271,10 +286,73 @@ class _SliceCNNMixin:
         if precision == "auto":
             precision = "bf16" if device.startswith("cuda") else "fp32"
         if precision == "fp32":
-            return super().infer(x, **fit_params)
+            return self._forward(x, **fit_params)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         with torch.autocast(device.split(":")[0], dtype=dtype):
-            return super().infer(x, **fit_params).float()
+            return self._forward(x, **fit_params).float()
+
+    def _forward(self, x: Any, **fit_params):
+        """skorch's ``infer``, through DistributedDataParallel in distributed training."""
+        module = self.module_
+        if self.module_.training and torch.is_grad_enabled():
+            module = self._data_parallel() or module
+        x = to_tensor(x, device=self.device)
+        if isinstance(x, Mapping):
+            return module(**self._merge_x_and_fit_params(x, fit_params))
+        return module(x, **fit_params)
+
+    # -- data-parallel training (slicelearn.distributed) -------------------------
+    def _data_parallel(self) -> DistributedDataParallel | None:
+        """The DDP wrapper of ``module_`` when training in a process group, else None."""
+        group = process_group(self.device)
+        if group is None:
+            return None
+        wrapped = self.__dict__.get("_ddp")
+        if wrapped is None or wrapped.module is not self.module_:
+            # Collective: every process reaches it at its first training step.
+            on_gpu = torch.device(self.device).type == "cuda"
+            wrapped = DistributedDataParallel(
+                self.module_,
+                device_ids=[torch.device(self.device).index or 0] if on_gpu else None,
+            )
+            self.__dict__["_ddp"] = wrapped
+        return wrapped
+
+    def get_iterator(self, dataset: Any, training: bool = False):
+        group = process_group(self.device) if training else None
+        if group is None:
+            return super().get_iterator(dataset, training=training)
+        if self.batch_size % group.world_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} is the global batch of {group.world_size} "
+                "processes: make it a multiple of the number of processes."
+            )
+        kwargs = self.get_params_for("iterator_train")
+        seed = self.random_state if isinstance(self.random_state, int) else 0
+        sampler = EpochShardSampler(
+            dataset,
+            num_replicas=group.world_size,
+            rank=group.rank,
+            shuffle=kwargs.pop("shuffle", True),
+            seed=seed,
+            first_epoch=len(self.history),
+        )
+        kwargs["batch_size"] = kwargs.get("batch_size", self.batch_size) // group.world_size
+        return self.iterator_train(dataset, sampler=sampler, **kwargs)
+
+    def train_step(self, batch: Any, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        if self.__dict__.get("_ddp") is not None and torch.distributed.is_initialized():
+            # Log the loss of the global batch, not of this process's shard.
+            loss = step["loss"].detach().clone()
+            torch.distributed.all_reduce(loss)
+            step["loss"] = loss / torch.distributed.get_world_size()
+        return step
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_ddp", None)  # bound to this run's process group
+        return state
 
     def evaluation_step(self, batch: Any, training: bool = False):
         if training:
@@ -348,6 +426,11 @@ class _SliceCNNMixin:
         # skorch's timer, losses and epoch table, plus a validation metric and
         # the best epoch's weights restored at the end, when there is a validation split.
         callbacks = NeuralNet._default_callbacks.fget(self)
+        # One epoch table for a data-parallel run, not one per process.
+        callbacks = [
+            (name, PrintLog(sink=print_on_rank_zero) if name == "print_log" else callback)
+            for name, callback in callbacks
+        ]
         if self.train_split is not None:
             best = RestoreBestWeights(monitor="valid_loss")
             callbacks[-1:-1] = [self._validation_scoring(), ("restore_best", best)]

@@ -1,0 +1,53 @@
+"""One process of a data-parallel fit, for tests/test_distributed.py (run by torchrun).
+
+Rank 0 writes the epoch losses and the predictions to the JSON file named
+on the command line.
+"""
+
+import json
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+from conftest import fast_params
+
+from slicelearn import SliceCNNRegressor
+
+
+def main() -> None:
+    out, pooling, position = sys.argv[1], sys.argv[2], sys.argv[3]
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 8, 10, 9)).astype(np.float32)
+    y = (X[:, :4].mean(axis=(1, 2, 3)) * 10 + 50).astype(np.float32)
+    est = SliceCNNRegressor(
+        **fast_params(
+            pooling=pooling,
+            position_embedding=None if position == "none" else position,
+            max_epochs=4,
+            batch_size=8,
+            train_split=None,
+            device="cpu",
+        )
+    )
+    est.fit(X, y)
+    prediction = est.predict(X)
+    if dist.get_rank() == 0:
+        with open(out, "w") as handle:
+            json.dump(
+                {
+                    "world_size": dist.get_world_size(),
+                    "train_loss": [row["train_loss"] for row in est.history],
+                    "batches": [row["train_batch_count"] for row in est.history],
+                    "prediction": prediction.tolist(),
+                },
+                handle,
+            )
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
