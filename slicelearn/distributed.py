@@ -57,6 +57,9 @@ def process_group(device: str | torch.device | None = None) -> ProcessGroup | No
         if not launched_distributed():
             return None
         uses_cuda = device is not None and torch.device(device).type == "cuda"
+        if uses_cuda:
+            # NCCL's collectives (and all_gather_object) run on the current device.
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend="nccl" if uses_cuda else "gloo")
     return ProcessGroup(
         rank=dist.get_rank(),

@@ -378,6 +378,7 @@ class _SliceCNNMixin:
             batch_size=self.batch_size,
             device=self.device,
             num_workers=self.get_params_for("iterator_valid").get("num_workers", 0),
+            group=process_group(self.device),
         )
         if self.module_.frozen_stages:
             return Dataset({"trunk_maps": features}, y)
@@ -393,6 +394,10 @@ class _SliceCNNMixin:
                 f"weights trained so far and the history of {completed} completed epoch(s); "
                 "fix or drop that scan, then call partial_fit to continue."
             ) from exc
+        finally:
+            # The DDP wrapper lives for one fit: one left behind would outlive
+            # the process group and abort the interpreter at exit.
+            self.__dict__.pop("_ddp", None)
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params):
         """Train further on ``X``, ``y`` (the first call behaves like ``fit``)."""

@@ -87,9 +87,19 @@ class SliceFeatureCache:
         batch_size: int = 8,
         device: str | torch.device = "cpu",
         num_workers: int = 0,
+        group: Any = None,
     ) -> torch.Tensor:
         """Slice features ``(n, S, F)`` of ``volumes`` (frozen-trunk maps ``(n, S, C, h, w)``
-        with partial freezing), encoding only the missing ones."""
+        with partial freezing), encoding only the missing ones.
+
+        With ``group`` (a :class:`slicelearn.distributed.ProcessGroup` of several
+        processes), each process encodes every ``world_size``-th volume and the
+        processes exchange their features: the one-off encoding is shared out.
+        """
+        if group is not None and group.world_size > 1:
+            return self._features_shared_out(
+                module, volumes, batch_size, device, num_workers, group
+            )
         encoder_key = encoder_fingerprint(module)
         keys = [f"{encoder_key}:{key}" for key in volume_keys(volumes)]
         # Collected here rather than read back from the store: a call whose
@@ -111,6 +121,22 @@ class SliceFeatureCache:
                 found[index] = features.clone()  # not a view that keeps the whole batch
                 self._store(keys[index], found[index])
         return torch.stack([found[i] for i in range(len(keys))])
+
+    def _features_shared_out(self, module, volumes, batch_size, device, num_workers, group):
+        import torch.distributed as dist
+
+        mine = list(range(group.rank, len(volumes), group.world_size))
+        subset = volumes[mine]  # an array or lazy scans: both take a list of indices
+        local = self.features(module, subset, batch_size, device, num_workers).cpu()
+        parts: list[torch.Tensor | None] = [None] * group.world_size
+        dist.all_gather_object(parts, local)
+        features = torch.empty((len(volumes), *local.shape[1:]), dtype=local.dtype)
+        for rank, part in enumerate(parts):
+            features[rank :: group.world_size] = part
+        keys = [f"{encoder_fingerprint(module)}:{key}" for key in volume_keys(volumes)]
+        for key, volume_features in zip(keys, features):
+            self._store(key, volume_features.clone())
+        return features
 
     def _encode(self, module, volumes, batch_size, device, num_workers) -> torch.Tensor:
         # Its own generator: encoding must not shift the training shuffle's RNG stream.

@@ -15,10 +15,12 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from conftest import fast_params
 
 from slicelearn import SliceCNNRegressor
+from slicelearn.feature_cache import shared_feature_cache
 
 
 def main() -> None:
     out, pooling, position = sys.argv[1], sys.argv[2], sys.argv[3]
+    frozen = sys.argv[4:] == ["frozen"]
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(32, 8, 10, 9)).astype(np.float32)
@@ -31,10 +33,14 @@ def main() -> None:
             batch_size=8,
             train_split=None,
             device="cpu",
+            freeze_encoder=frozen,
         )
     )
     est.fit(X, y)
+    encoded = shared_feature_cache().computed  # volumes this process ran the encoder on
     prediction = est.predict(X)
+    counts = [None] * dist.get_world_size()
+    dist.all_gather_object(counts, encoded)
     if dist.get_rank() == 0:
         with open(out, "w") as handle:
             json.dump(
@@ -43,9 +49,11 @@ def main() -> None:
                     "train_loss": [row["train_loss"] for row in est.history],
                     "batches": [row["train_batch_count"] for row in est.history],
                     "prediction": prediction.tolist(),
+                    "encoded_per_process": counts,
                 },
                 handle,
             )
+    dist.barrier()
     dist.destroy_process_group()
 
 

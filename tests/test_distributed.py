@@ -74,6 +74,15 @@ def test_two_process_ddp_follows_the_one_process_trajectory(tmp_path, pooling, p
     assert one["train_loss"][-1] < one["train_loss"][0]
 
 
+def test_frozen_encoder_features_are_shared_out_between_processes(tmp_path):
+    one = _torchrun(1, tmp_path / "one.json", "mean", "sinusoidal", "frozen")
+    two = _torchrun(2, tmp_path / "two.json", "mean", "sinusoidal", "frozen")
+    assert one["encoded_per_process"] == [32]
+    assert two["encoded_per_process"] == [16, 16]  # each encodes its half, once
+    np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(two["prediction"], one["prediction"], rtol=1e-4, atol=1e-4)
+
+
 def test_grid_search_on_a_local_dask_cluster_matches_one_process(tmp_path):
     distributed = pytest.importorskip("distributed")
     import joblib
