@@ -11,6 +11,7 @@ keep their meaning.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -395,9 +396,11 @@ class _SliceCNNMixin:
                 "fix or drop that scan, then call partial_fit to continue."
             ) from exc
         finally:
-            # The DDP wrapper lives for one fit: one left behind would outlive
-            # the process group and abort the interpreter at exit.
-            self.__dict__.pop("_ddp", None)
+            # The DDP wrapper lives for one fit. Its reducer holds the process
+            # group and sits in reference cycles: left to the interpreter's
+            # exit, it would be freed after the group and abort the process.
+            if self.__dict__.pop("_ddp", None) is not None:
+                gc.collect()
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params):
         """Train further on ``X``, ``y`` (the first call behaves like ``fit``)."""
