@@ -532,6 +532,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer volumes and steps")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--device-only",
+        choices=["cpu", "cuda"],
+        help="measure one device (default: the CPU, and CUDA when present)",
+    )
     parser.add_argument("--memory-probe", choices=["plain", "chunked"], help=argparse.SUPPRESS)
     parser.add_argument("--infer-probe", choices=["plain", "rewritten"], help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
@@ -545,6 +550,10 @@ def main() -> None:
         infer_probe(args.infer_probe, args.device, args.n, args.repeats)
         return
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.device_only:
+        if args.device_only == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device-only cuda: no CUDA device is visible.")
+        devices = [args.device_only]
     results = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

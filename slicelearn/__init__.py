@@ -9,6 +9,7 @@ The layout follows the architecture:
 - :mod:`slicelearn.brain_age`: :class:`BiasCorrectedRegressor`, brain age
   corrected for regression to the mean;
 - :mod:`slicelearn.inspection`: where a fitted model looks, as NIfTI maps;
+- :mod:`slicelearn.distributed`: data-parallel training under torchrun;
 - :mod:`slicelearn.data`: reading arrays, NIfTI paths and images;
 - :mod:`slicelearn.datasets`: simulated tasks with a known answer;
 - :mod:`slicelearn.cli`: the ``slicelearn`` command.

@@ -33,7 +33,7 @@ def main() -> None:
             max_epochs=4,
             batch_size=8,
             train_split=None,
-            device="cpu",
+            device=os.environ.get("DDP_FIT_DEVICE", "cpu"),
             freeze_encoder=frozen,
         )
     )

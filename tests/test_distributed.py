@@ -109,6 +109,7 @@ def test_grid_search_on_a_local_dask_cluster_matches_one_process(tmp_path):
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        env={"OMP_NUM_THREADS": "1"},
     )
     client = distributed.Client(cluster)
     try:

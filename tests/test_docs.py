@@ -23,6 +23,7 @@ PUBLIC_MODULES = [
     "slicelearn.brain_age",
     "slicelearn.inspection",
     "slicelearn.allocator",
+    "slicelearn.distributed",
     "slicelearn.callbacks",
     "slicelearn.report",
     "slicelearn.feature_cache",
