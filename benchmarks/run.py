@@ -293,7 +293,7 @@ def frozen_search(n: int, epochs: int, cached: bool) -> float:
     class RecomputingRegressor(SliceCNNRegressor):
         """A frozen encoder run again on every batch: no feature cache."""
 
-        def _training_data(self, X, y=None):
+        def _training_data(self, X, y=None, share_out=False):
             return Dataset(X, y) if isinstance(X, np.ndarray) else X
 
         def get_dataset(self, X, y=None):

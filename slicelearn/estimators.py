@@ -262,7 +262,7 @@ class _SliceCNNMixin:
         with self._seed(), self._host_memory():
             if not keep:
                 self.initialize()
-            self._train(self._training_data(X, y), y, **fit_params)
+            self._train(self._training_data(X, y, share_out=True), y, **fit_params)
         return self
 
     def _occupied_slices(self, X: Any) -> tuple[int, int] | None:
@@ -362,11 +362,14 @@ class _SliceCNNMixin:
         with torch.inference_mode():
             return super().evaluation_step(batch, training=False)
 
-    def _training_data(self, X: Any, y: Any = None) -> Any:
+    def _training_data(self, X: Any, y: Any = None, share_out: bool = False) -> Any:
         """The dataset to train on, from an X that ``_check_X`` already validated.
 
         With a frozen encoder, each volume's slice features are computed once and
         reused by every epoch, fold and grid-search candidate in this process.
+        With ``share_out`` (``fit`` in a data-parallel run, which every process
+        reaches together), the processes encode a share each and exchange them;
+        prediction never does, as one process may predict alone.
         A validated array is wrapped as is, so ``get_dataset`` does not check it again.
         """
         if is_dataset(X):
@@ -379,7 +382,7 @@ class _SliceCNNMixin:
             batch_size=self.batch_size,
             device=self.device,
             num_workers=self.get_params_for("iterator_valid").get("num_workers", 0),
-            group=process_group(self.device),
+            group=process_group(self.device) if share_out else None,
         )
         if self.module_.frozen_stages:
             return Dataset({"trunk_maps": features}, y)
@@ -409,7 +412,7 @@ class _SliceCNNMixin:
         X = self._check_X(X, reset=False)
         y = self._check_y(self._check_y_length(y, len(X)), reset=False)
         with self._host_memory():
-            self._train(self._training_data(X, y), y, **fit_params)
+            self._train(self._training_data(X, y, share_out=True), y, **fit_params)
         return self
 
     def initialize_module(self):
