@@ -10,6 +10,7 @@ The layout follows the architecture:
   corrected for regression to the mean;
 - :mod:`slicelearn.inspection`: where a fitted model looks, as NIfTI maps;
 - :mod:`slicelearn.distributed`: data-parallel training under torchrun;
+- :mod:`slicelearn.model_files`: safe model files (JSON and safetensors);
 - :mod:`slicelearn.data`: reading arrays, NIfTI paths and images;
 - :mod:`slicelearn.datasets`: simulated tasks with a known answer;
 - :mod:`slicelearn.cli`: the ``slicelearn`` command.

@@ -1,5 +1,8 @@
 """skorch callbacks that the estimators add by default.
 
+:class:`RankZeroPrintLog` is skorch's epoch table, printed once in a
+data-parallel run (by rank 0) instead of once per process.
+
 :class:`RestoreBestWeights` keeps the weights of the epoch with the best
 validation score and puts them back when training ends, without stopping
 early: slice models often sit on a plateau for a while before position
@@ -12,9 +15,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PrintLog
 
-__all__ = ["RestoreBestWeights"]
+__all__ = ["RankZeroPrintLog", "RestoreBestWeights"]
 
 
 class RestoreBestWeights(Callback):
@@ -46,3 +49,13 @@ class RestoreBestWeights(Callback):
         net.module_.load_state_dict(self.best_state_)
         if net.verbose:
             print(f"Restored the weights of epoch {self.best_epoch_} (best {self.monitor}).")
+
+
+class RankZeroPrintLog(PrintLog):
+    """skorch's ``PrintLog``, printed by the first process of a data-parallel run only."""
+
+    def _sink(self, text: str, verbose: int) -> None:
+        from .distributed import print_on_rank_zero
+
+        if verbose:
+            print_on_rank_zero(text, flush=True)

@@ -24,21 +24,20 @@ from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import EpochScoring, PrintLog
+from skorch.callbacks import EpochScoring
 from skorch.dataset import Dataset, ValidSplit
 from skorch.utils import is_dataset, to_tensor
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .allocator import retain_freed_memory
-from .callbacks import RestoreBestWeights
+from .callbacks import RankZeroPrintLog, RestoreBestWeights
 from .data.dataset import VolumeDataset, VolumeLoadError
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
 from .distributed import (
     EpochShardSampler,
     launched_distributed,
-    print_on_rank_zero,
     process_group,
 )
 from .feature_cache import shared_feature_cache
@@ -439,7 +438,7 @@ class _SliceCNNMixin:
         callbacks = NeuralNet._default_callbacks.fget(self)
         # One epoch table for a data-parallel run, not one per process.
         callbacks = [
-            (name, PrintLog(sink=print_on_rank_zero) if name == "print_log" else callback)
+            (name, RankZeroPrintLog() if name == "print_log" else callback)
             for name, callback in callbacks
         ]
         if self.train_split is not None:

@@ -35,6 +35,7 @@ def main() -> None:
             train_split=None,
             device=os.environ.get("DDP_FIT_DEVICE", "cpu"),
             freeze_encoder=frozen,
+            verbose=1,
         )
     )
     est.fit(X, y)

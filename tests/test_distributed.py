@@ -50,7 +50,7 @@ def _torchrun(n_processes: int, out: Path, *args: str) -> dict:
             pass
         launcher.wait()
     assert launcher.returncode == 0, output.decode()[-4000:]
-    return json.loads(out.read_text())
+    return {**json.loads(out.read_text()), "output": output.decode()}
 
 
 def _no_process_left_in_session(pid: int) -> bool:
@@ -72,6 +72,8 @@ def test_two_process_ddp_follows_the_one_process_trajectory(tmp_path, pooling, p
     np.testing.assert_allclose(two["prediction"], one["prediction"], rtol=1e-4, atol=1e-4)
     # Training moved the model: equal trajectories are not equal constants.
     assert one["train_loss"][-1] < one["train_loss"][0]
+    # One epoch table for the run, printed by rank 0, not one per process.
+    assert two["output"].count("train_loss") == 1
 
 
 def test_frozen_encoder_features_are_shared_out_between_processes(tmp_path):

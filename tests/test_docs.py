@@ -24,6 +24,7 @@ PUBLIC_MODULES = [
     "slicelearn.inspection",
     "slicelearn.allocator",
     "slicelearn.distributed",
+    "slicelearn.model_files",
     "slicelearn.callbacks",
     "slicelearn.report",
     "slicelearn.feature_cache",

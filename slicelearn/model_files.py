@@ -1,0 +1,343 @@
+"""Safe model files: a fitted estimator as JSON plus safetensors weights, no pickle.
+
+A pickle runs whatever code its author put in it when it is loaded. A
+slicelearn model file (``.slm``) is a zip archive holding only data:
+
+- ``config.json``: the estimator's class, its parameters, its fitted
+  attributes (slice count, volume shape, target mean or classes, the
+  preprocessing recipe), its training history, and the versions of
+  slicelearn, torch, skorch, scikit-learn and numpy it was saved with;
+- ``weights.safetensors``: the network's tensors (the safetensors format
+  stores tensors and nothing else).
+
+Parameters are stored as JSON values. Classes and functions (``optimizer=``,
+``criterion=``) are stored by import name and loaded only from an allow-list
+(torch optimisers, losses and data loaders, skorch's datasets, slicelearn's
+own classes), or from the names a user passes in ``trusted``. Objects are
+stored through their constructor arguments, for allow-listed classes only
+(``ValidSplit``, ``VolumePreprocessor``). Anything else, such as an encoder
+given as an ``nn.Module`` instance or custom callbacks, cannot be saved this
+way: ``save_model`` says so, and pickle (with its warning) remains available.
+
+The file is written to a temporary name and renamed into place, so a crash
+never leaves a complete-looking half-written file. The network's optimiser
+state is not stored: a loaded model predicts, and ``partial_fit`` starts a
+new optimiser.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["FORMAT_VERSION", "UntrustedTypeError", "load_model", "save_model"]
+
+#: Version of the file layout; a file with a higher one needs a newer slicelearn.
+FORMAT_VERSION = 1
+_FORMAT = "slicelearn-model"
+
+# Classes and functions that load without being trusted, by import-name prefix.
+_SAFE_PREFIXES = (
+    "torch.optim.",
+    "torch.nn.modules.loss.",
+    "torch.utils.data.",
+    "skorch.dataset.",
+    "slicelearn.",
+)
+# Objects rebuilt from their constructor arguments.
+_SAFE_OBJECTS = (
+    "skorch.dataset.ValidSplit",
+    "slicelearn.data.preprocessing.VolumePreprocessor",
+)
+_ESTIMATORS = (
+    "slicelearn.estimators.SliceCNNRegressor",
+    "slicelearn.estimators.SliceCNNClassifier",
+)
+# Fitted attributes stored in config.json (the network is in the weights).
+_FITTED = (
+    "n_slices_",
+    "volume_shape_",
+    "slice_range_",
+    "n_outputs_",
+    "target_ndim_",
+    "target_mean_",
+)
+
+
+class UntrustedTypeError(TypeError):
+    """A model file names a class or function that is not trusted for loading."""
+
+
+def _name(obj: Any) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _encode(value: Any, where: str) -> Any:
+    """A JSON value for ``value``, or TypeError naming the parameter."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return {"__array__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, where) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, where) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"__dict__": {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if inspect.isclass(value) or inspect.isfunction(value):
+        return {"__type__": _name(value)}
+    if _name(type(value)) in _SAFE_OBJECTS:
+        signature = inspect.signature(type(value).__init__)
+        arguments = {
+            name: _encode(getattr(value, name), f"{where}.{name}")
+            for name in signature.parameters
+            if name != "self"
+        }
+        return {"__object__": _name(type(value)), "arguments": arguments}
+    raise TypeError(
+        f"{where} = {value!r} ({type(value).__name__}) cannot be stored in a safe model "
+        "file: only plain values, classes and functions by name, and slicelearn's own "
+        "objects can. Give it by name (e.g. encoder='resnet18'), or save with pickle "
+        "(see the 'Saving models' guide; load pickles only from sources you trust)."
+    )
+
+
+def _resolve(name: str, trusted: frozenset[str]) -> Any:
+    if not (name.startswith(_SAFE_PREFIXES) or name in trusted):
+        raise UntrustedTypeError(
+            f"The model file names {name!r}, which is not on slicelearn's list of safe "
+            f"types. If you trust this file, load it with trusted=[{name!r}]."
+        )
+    module_name, _, attribute = name.rpartition(".")
+    while module_name:
+        try:
+            target: Any = importlib.import_module(module_name)
+            break
+        except ModuleNotFoundError:
+            module_name, _, parent = module_name.rpartition(".")
+            attribute = f"{parent}.{attribute}"
+    else:
+        raise UntrustedTypeError(f"Cannot import {name!r}.")
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _decode(value: Any, trusted: frozenset[str]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, trusted) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__tuple__" in value:
+        return tuple(_decode(v, trusted) for v in value["__tuple__"])
+    if "__array__" in value:
+        return np.asarray(value["__array__"], dtype=value["dtype"])
+    if "__dict__" in value:
+        return {k: _decode(v, trusted) for k, v in value["__dict__"].items()}
+    if "__type__" in value:
+        return _resolve(value["__type__"], trusted)
+    if "__object__" in value:
+        if value["__object__"] not in _SAFE_OBJECTS and value["__object__"] not in trusted:
+            raise UntrustedTypeError(
+                f"The model file builds a {value['__object__']!r} object, which is not on "
+                "slicelearn's list of safe types; pass trusted=[...] to allow it."
+            )
+        cls = _resolve(value["__object__"], trusted | {value["__object__"]})
+        return cls(**{k: _decode(v, trusted) for k, v in value["arguments"].items()})
+    raise ValueError(f"Unknown value in the model file: {value!r}")
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+    import skorch
+
+    from . import __version__
+
+    return {
+        "slicelearn": __version__,
+        "torch": torch.__version__,
+        "skorch": skorch.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def save_model(estimator: Any, path: str | os.PathLike) -> Path:
+    """Write a fitted :class:`~slicelearn.SliceCNNRegressor` or classifier to ``path``.
+
+    Parameters
+    ----------
+    estimator : fitted SliceCNNRegressor or SliceCNNClassifier
+    path : path
+        The file to write (``.slm`` by convention), atomically.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    TypeError
+        A parameter cannot be stored safely (it names the parameter).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from slicelearn import SliceCNNRegressor
+    >>> from slicelearn.model_files import load_model, save_model
+    >>> X = np.random.default_rng(0).normal(size=(6, 8, 32, 32)).astype(np.float32)
+    >>> est = SliceCNNRegressor(encoder="cnn2d", weights=None, max_epochs=1,
+    ...                         train_split=None, verbose=0).fit(X, np.arange(6.0))
+    >>> path = save_model(est, os.path.join(tempfile.mkdtemp(), "age.slm"))
+    >>> bool(np.allclose(load_model(path).predict(X), est.predict(X)))
+    True
+    """
+    from safetensors.torch import save as save_tensors
+
+    class_name = _name(type(estimator))
+    if class_name not in _ESTIMATORS:
+        raise TypeError(f"save_model stores slicelearn's estimators, not {class_name}.")
+    if not getattr(estimator, "initialized_", False) or not hasattr(estimator, "n_slices_"):
+        raise ValueError(f"{type(estimator).__name__} is not fitted yet: call fit first.")
+    params = {
+        name: _encode(value, name)
+        for name, value in estimator.get_params(deep=False).items()
+        if not name.startswith("_")
+    }
+    fitted = {
+        name: _encode(getattr(estimator, name), name)
+        for name in _FITTED
+        if hasattr(estimator, name)
+    }
+    if hasattr(estimator, "label_encoder_"):
+        fitted["classes_"] = _encode(estimator.label_encoder_.classes_, "classes_")
+    preprocessor = getattr(estimator, "preprocessor_", None)
+    if preprocessor is not None:
+        fitted["preprocessor_"] = _encode(preprocessor, "preprocessor_")
+        fitted["preprocessor_output_shape_"] = _encode(
+            preprocessor.output_shape_, "preprocessor_.output_shape_"
+        )
+    config = {
+        "format": _FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class": class_name,
+        "params": params,
+        "fitted": fitted,
+        "history": _encode(list(estimator.history), "history"),
+        "versions": _versions(),
+    }
+    state = {
+        name: tensor.detach().cpu().contiguous().clone()
+        for name, tensor in estimator.module_.state_dict().items()
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr("config.json", json.dumps(config, indent=1))
+            archive.writestr("weights.safetensors", save_tensors(state))
+        os.replace(handle.name, path)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    return path
+
+
+def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = ()) -> Any:
+    """Load a model file written by :func:`save_model`, without running code from it.
+
+    Parameters
+    ----------
+    path : path
+    trusted : list of str, default=()
+        Import names of classes or functions beyond slicelearn's safe list
+        that the file may name (e.g. a custom optimiser); the error for an
+        untrusted name says which.
+
+    Returns
+    -------
+    SliceCNNRegressor or SliceCNNClassifier
+        Fitted, ready to predict.
+
+    Raises
+    ------
+    UntrustedTypeError
+        The file names a type that is neither on the safe list nor trusted.
+    ValueError
+        The file is not a slicelearn model file, is damaged, or was written
+        by a newer slicelearn (the message names both versions).
+    """
+    from safetensors.torch import load as load_tensors
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+            weights = archive.read("weights.safetensors")
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise ValueError(f"{path} is not a slicelearn model file ({exc}).") from exc
+    if config.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a slicelearn model file.")
+    saved = config.get("versions", {}).get("slicelearn", "unknown")
+    current = _versions()["slicelearn"]
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was saved by slicelearn {saved} in model-file format "
+            f"{config['format_version']}; slicelearn {current} reads format {FORMAT_VERSION} "
+            "and older. Upgrade slicelearn to load it."
+        )
+    trusted_names = frozenset(trusted)
+    if config.get("class") not in _ESTIMATORS:
+        raise ValueError(f"{path} holds a {config.get('class')!r}, not a slicelearn estimator.")
+    cls = _resolve(config["class"], trusted_names)
+    estimator = cls(**{k: _decode(v, trusted_names) for k, v in config["params"].items()})
+    fitted = {k: _decode(v, trusted_names) for k, v in config["fitted"].items()}
+    classes = fitted.pop("classes_", None)
+    if classes is not None:
+        from sklearn.preprocessing import LabelEncoder
+
+        estimator.label_encoder_ = LabelEncoder()
+        estimator.label_encoder_.classes_ = np.asarray(classes)
+    preprocessor = fitted.pop("preprocessor_", None)
+    output_shape = fitted.pop("preprocessor_output_shape_", None)
+    for name, value in fitted.items():
+        setattr(estimator, name, value)
+    if preprocessor is not None:
+        preprocessor.fit(None)
+        preprocessor.output_shape_ = output_shape
+    estimator.preprocessor_ = preprocessor
+    # The stored tensors replace every weight: build the network without
+    # fetching pretrained ones (which may be unreachable where it is loaded).
+    requested_weights = estimator.weights
+    estimator.weights = None
+    try:
+        estimator.initialize()
+    finally:
+        estimator.weights = requested_weights
+    try:
+        estimator.module_.load_state_dict(load_tensors(weights))
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(
+            f"{path} was saved by slicelearn {saved}; its weights do not fit the network "
+            f"that slicelearn {current} builds from its parameters: {exc}"
+        ) from exc
+    estimator.module_.eval()
+    from skorch.history import History
+
+    estimator.history = History(_decode(config.get("history", []), trusted_names))
+    return estimator
