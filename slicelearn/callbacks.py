@@ -1,4 +1,7 @@
-"""skorch callbacks that the estimators add by default.
+"""skorch callbacks of the estimators: checkpoints, the epoch log, best weights.
+
+:class:`TrainingCheckpoint` writes the training state after every epoch,
+atomically, and lets ``fit`` resume from it after an interruption.
 
 :class:`RankZeroPrintLog` is skorch's epoch table, printed once in a
 data-parallel run (by rank 0) instead of once per process.
@@ -13,11 +16,15 @@ Add skorch's ``EarlyStopping`` through ``callbacks`` to stop early as well.
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import torch
 from skorch.callbacks import Callback, PrintLog
 
-__all__ = ["RankZeroPrintLog", "RestoreBestWeights"]
+__all__ = ["RankZeroPrintLog", "RestoreBestWeights", "TrainingCheckpoint"]
 
 
 class RestoreBestWeights(Callback):
@@ -59,3 +66,123 @@ class RankZeroPrintLog(PrintLog):
 
         if verbose:
             print_on_rank_zero(text, flush=True)
+
+
+class TrainingCheckpoint(Callback):
+    """Write the training state after every epoch, and let ``fit`` resume from it.
+
+    After each epoch the network and optimiser weights, the history, the
+    random-number state and the best epoch kept by :class:`RestoreBestWeights`
+    go to one file, written to a temporary name and renamed into place, so
+    a kill at any moment leaves the previous complete checkpoint. When ``fit``
+    starts and the file exists (``resume=True``), it continues from there:
+    on the CPU, with the same ``random_state``, the final model equals that of
+    an uninterrupted run. A checkpoint written for other parameters or other
+    training data is refused with an error naming the file. The file is
+    removed when training ends normally.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The checkpoint file.
+    resume : bool, default=True
+        Continue from an existing checkpoint at ``fit``.
+
+    Examples
+    --------
+    >>> from slicelearn import SliceCNNRegressor
+    >>> from slicelearn.callbacks import TrainingCheckpoint
+    >>> est = SliceCNNRegressor(callbacks=[TrainingCheckpoint("run/age.ckpt")])
+    """
+
+    def __init__(self, path: str | os.PathLike, resume: bool = True) -> None:
+        self.path = path
+        self.resume = resume
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        state = {
+            "fingerprint": net._checkpoint_fingerprint_,
+            "epochs": len(net.history),
+            "module": net.module_.state_dict(),
+            "optimizer": net.optimizer_.state_dict(),
+            "history": _plain(list(net.history)),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "best": _best_weights_state(net),
+        }
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+        try:
+            with handle:
+                torch.save(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, path)
+        finally:
+            Path(handle.name).unlink(missing_ok=True)
+
+    def on_train_end(self, net, **kwargs) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+    def restore(self, net, fingerprint: str) -> int:
+        """Load the checkpoint into ``net``; return the number of epochs it holds (0: none)."""
+        path = Path(self.path)
+        if not (self.resume and path.is_file()):
+            return 0
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(
+                f"Checkpoint {path} cannot be read ({exc}); delete it to train from the start."
+            ) from exc
+        if state.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"Checkpoint {path} was written for other parameters or training data; "
+                "delete it, or give this run another checkpoint path."
+            )
+        from skorch.history import History
+
+        net.module_.load_state_dict(state["module"])
+        net.optimizer_.load_state_dict(state["optimizer"])
+        net.history = History(state["history"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for _, callback in net.callbacks_:
+            if isinstance(callback, RestoreBestWeights) and state["best"] is not None:
+                callback.best_epoch_, callback.best_state_ = state["best"]
+            _restore_best_score(callback, net.history)
+        return int(state["epochs"])
+
+
+def _restore_best_score(callback, history) -> None:
+    """Scoring callbacks' best score so far, from the history's ``<name>_best`` flags.
+
+    skorch's EpochScoring does this itself at train begin; PassthroughScoring
+    (``valid_loss``) does not, and would call the first resumed epoch the best.
+    """
+    name = getattr(callback, "name_", None) or getattr(callback, "name", None)
+    if not (hasattr(callback, "best_score_") and isinstance(name, str)):
+        return
+    best = [row[name] for row in history if row.get(f"{name}_best")]
+    if best:
+        callback.best_score_ = best[-1]
+
+
+def _best_weights_state(net) -> tuple[int, dict] | None:
+    for _, callback in net.callbacks_:
+        if isinstance(callback, RestoreBestWeights) and callback.best_state_ is not None:
+            return callback.best_epoch_, callback.best_state_
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """History values as plain Python (numpy scalars become floats), for weights_only loads."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value

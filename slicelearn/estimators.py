@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
+import inspect
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -31,7 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .allocator import retain_freed_memory
-from .callbacks import RankZeroPrintLog, RestoreBestWeights
+from .callbacks import RankZeroPrintLog, RestoreBestWeights, TrainingCheckpoint
 from .data.dataset import VolumeDataset, VolumeLoadError
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
@@ -258,11 +260,35 @@ class _SliceCNNMixin:
         if not keep:
             self.slice_range_ = self._occupied_slices(X) if self.crop_empty_slices else None
         process_group(self.device)  # joins torchrun's group, if launched by it
+        self._checkpoint_fingerprint_ = self._training_fingerprint(X, y)
         with self._seed(), self._host_memory():
             if not keep:
                 self.initialize()
+                fit_params = self._resume_from_checkpoint(fit_params)
             self._train(self._training_data(X, y, share_out=True), y, **fit_params)
         return self
+
+    def _training_fingerprint(self, X: Any, y: np.ndarray) -> str:
+        """What a checkpoint must match to be resumed: class, parameters, training data."""
+        ignored = {"callbacks", "verbose", "device", "warm_start"}
+        params = {
+            name: _stable_repr(value)
+            for name, value in sorted(self.get_params(deep=False).items())
+            if name not in ignored and not name.startswith(("_", "callbacks__"))
+        }
+        digest = hashlib.sha256(f"{type(self).__name__}:{params}:{len(X)}".encode())
+        digest.update(np.ascontiguousarray(np.asarray(y).astype(str)).tobytes())
+        return digest.hexdigest()
+
+    def _resume_from_checkpoint(self, fit_params: dict) -> dict:
+        """Load a TrainingCheckpoint's state, if one is registered and written; fewer epochs."""
+        for _, callback in self.callbacks_:
+            if isinstance(callback, TrainingCheckpoint):
+                done = callback.restore(self, self._checkpoint_fingerprint_)
+                if done:
+                    epochs = fit_params.get("epochs", self.max_epochs)
+                    return {**fit_params, "epochs": max(epochs - done, 0)}
+        return fit_params
 
     def _occupied_slices(self, X: Any) -> tuple[int, int] | None:
         """The range of slices that hold content (more than one value) in any volume."""
@@ -450,6 +476,29 @@ class _SliceCNNMixin:
         # get_dataset serves cached slice features when the encoder is frozen.
         with self._host_memory():
             return NeuralNet.predict_proba(self, X)
+
+
+def _stable_repr(value: Any) -> str:
+    """A representation that is the same in every process (no memory addresses)."""
+    if inspect.isclass(value) or inspect.isfunction(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, nn.Module):
+        state = value.state_dict()
+        shapes = {k: tuple(t.shape) for k, t in state.items()}
+        return f"{type(value).__qualname__}{shapes}"
+    if hasattr(value, "get_params"):
+        params = {k: _stable_repr(v) for k, v in sorted(value.get_params(deep=False).items())}
+        return f"{type(value).__qualname__}{params}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_stable_repr(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_stable_repr(v)}" for k, v in sorted(value.items())) + "}"
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return repr(value)
+    if hasattr(value, "__dict__"):  # e.g. ValidSplit: its repr holds an address
+        fields = {k: _stable_repr(v) for k, v in sorted(vars(value).items())}
+        return f"{type(value).__qualname__}{fields}"
+    return repr(value)
 
 
 @contextlib.contextmanager
