@@ -368,6 +368,13 @@ class _SliceCNNMixin:
 
     def train_step(self, batch: Any, **fit_params):
         step = super().train_step(batch, **fit_params)
+        if not torch.isfinite(step["loss"]).all():
+            batch_index = len(self.history[-1]["batches"]) + 1
+            raise FloatingPointError(
+                f"The training loss became {step['loss'].item()} in epoch {len(self.history)}, "
+                f"batch {batch_index}: training diverged. Lower lr, check the targets' "
+                "scale, or use precision='fp32'."
+            )
         if self.__dict__.get("_ddp") is not None and torch.distributed.is_initialized():
             # Log the loss of the global batch, not of this process's shard.
             loss = step["loss"].detach().clone()
@@ -475,7 +482,14 @@ class _SliceCNNMixin:
     def _predict_raw(self, X: Any) -> np.ndarray:
         # get_dataset serves cached slice features when the encoder is frozen.
         with self._host_memory():
-            return NeuralNet.predict_proba(self, X)
+            prediction = NeuralNet.predict_proba(self, X)
+        finite = np.isfinite(prediction.reshape(len(prediction), -1)).all(axis=1)
+        if not finite.all():
+            raise FloatingPointError(
+                f"The prediction for X[{int(np.flatnonzero(~finite)[0])}] is not finite: the "
+                "model's weights or that volume's intensities overflow."
+            )
+        return prediction
 
 
 def _stable_repr(value: Any) -> str:

@@ -139,10 +139,12 @@ def check_volume_array(volumes: np.ndarray) -> np.ndarray:
         (naming the first bad index).
     """
     volumes = np.asarray(volumes)
-    if volumes.dtype == object or not (
-        np.issubdtype(volumes.dtype, np.number) or volumes.dtype == bool
+    if (
+        volumes.dtype == object
+        or np.issubdtype(volumes.dtype, np.complexfloating)
+        or not (np.issubdtype(volumes.dtype, np.number) or volumes.dtype == bool)
     ):
-        raise TypeError(f"X must hold numbers, got dtype {volumes.dtype}.")
+        raise TypeError(f"X must hold real numbers, got dtype {volumes.dtype}.")
     if volumes.ndim == 5 and volumes.shape[1] == 1:
         volumes = volumes[:, 0]
     if volumes.ndim != 4:

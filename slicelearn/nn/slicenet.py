@@ -389,10 +389,13 @@ class SliceNet(nn.Module):
         dtype = self.projection.weight.dtype
         volumes = volumes.to(dtype=dtype)
         if self.standardize:
-            flat = volumes.flatten(1)
+            # Statistics in float64 where the device has it: a float32 variance
+            # overflows for intensities above ~1e19.
+            wide = torch.float64 if volumes.device.type in ("cpu", "cuda") else dtype
+            flat = volumes.flatten(1).to(wide)
             mean = flat.mean(dim=1).view(-1, 1, 1, 1)
-            std = flat.std(dim=1).view(-1, 1, 1, 1)
-            volumes = (volumes - mean) / (std + 1e-6)
+            std = flat.std(dim=1, correction=0).view(-1, 1, 1, 1)
+            volumes = ((volumes.to(wide) - mean) / (std + 1e-6)).to(dtype)
         slices = volumes.movedim(self.slice_dim, 1)
         if self.slice_range is not None:
             start, stop = self.slice_range
