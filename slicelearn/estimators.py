@@ -459,8 +459,9 @@ class _SliceCNNMixin:
             slice_range=getattr(self, "slice_range_", None),
             **kwargs,
         )
-        if str(self.device).startswith("cuda"):
+        if str(self.device).startswith("cuda") and not torch.are_deterministic_algorithms_enabled():
             # Fixed slice shapes: let cuDNN pick the fastest convolution once.
+            # Not when the user asked for deterministic algorithms.
             torch.backends.cudnn.benchmark = True
         return self
 
