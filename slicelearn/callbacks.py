@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from skorch.callbacks import Callback, PrintLog
+
+from ._files import write_atomic
 
 __all__ = ["RankZeroPrintLog", "RestoreBestWeights", "TrainingCheckpoint"]
 
@@ -110,17 +111,7 @@ class TrainingCheckpoint(Callback):
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "best": _best_weights_state(net),
         }
-        path = Path(self.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-        try:
-            with handle:
-                torch.save(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, path)
-        finally:
-            Path(handle.name).unlink(missing_ok=True)
+        write_atomic(self.path, lambda handle: torch.save(state, handle))
 
     def on_train_end(self, net, **kwargs) -> None:
         Path(self.path).unlink(missing_ok=True)

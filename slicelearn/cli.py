@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._files import write_atomic
 
 __all__ = ["build_parser", "main"]
 
@@ -126,16 +125,7 @@ def _load(args: argparse.Namespace, target: str | None) -> tuple[list[str], np.n
 
 def _save_model(model: dict[str, Any], path: Path) -> None:
     """Pickle atomically: a crash mid-write never leaves a file that looks complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            pickle.dump(model, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
+    write_atomic(path, lambda handle: pickle.dump(model, handle))
 
 
 def _metrics(regression: bool, y: np.ndarray, prediction: np.ndarray) -> dict:

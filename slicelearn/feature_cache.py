@@ -96,12 +96,15 @@ class SliceFeatureCache:
         processes), each process encodes every ``world_size``-th volume and the
         processes exchange their features: the one-off encoding is shared out.
         """
-        if group is not None and group.world_size > 1:
-            return self._features_shared_out(
-                module, volumes, batch_size, device, num_workers, group
-            )
         encoder_key = encoder_fingerprint(module)
         keys = [f"{encoder_key}:{key}" for key in volume_keys(volumes)]
+        loading = (batch_size, device, num_workers)
+        if group is not None and group.world_size > 1:
+            return self._shared_out(module, volumes, keys, loading, group)
+        return self._stored_or_encoded(module, volumes, keys, loading)
+
+    def _stored_or_encoded(self, module, volumes, keys, loading) -> torch.Tensor:
+        """Features of ``volumes`` (keyed ``keys``): from the store, or encoded and stored."""
         # Collected here rather than read back from the store: a call whose
         # features exceed max_bytes evicts some of its own entries.
         found: dict[int, torch.Tensor] = {}
@@ -116,24 +119,24 @@ class SliceFeatureCache:
                 if isinstance(volumes, PreprocessedVolumes)
                 else [volumes[i] for i in missing]
             )
-            encoded = self._encode(module, subset, batch_size, device, num_workers)
+            encoded = self._encode(module, subset, *loading)
             for index, features in zip(missing, encoded):
                 found[index] = features.clone()  # not a view that keeps the whole batch
                 self._store(keys[index], found[index])
         return torch.stack([found[i] for i in range(len(keys))])
 
-    def _features_shared_out(self, module, volumes, batch_size, device, num_workers, group):
+    def _shared_out(self, module, volumes, keys, loading, group) -> torch.Tensor:
+        """Each process encodes every ``world_size``-th volume; all exchange their features."""
         import torch.distributed as dist
 
         mine = list(range(group.rank, len(volumes), group.world_size))
         subset = volumes[mine]  # an array or lazy scans: both take a list of indices
-        local = self.features(module, subset, batch_size, device, num_workers).cpu()
+        local = self._stored_or_encoded(module, subset, [keys[i] for i in mine], loading).cpu()
         parts: list[torch.Tensor | None] = [None] * group.world_size
         dist.all_gather_object(parts, local)
         features = torch.empty((len(volumes), *local.shape[1:]), dtype=local.dtype)
         for rank, part in enumerate(parts):
             features[rank :: group.world_size] = part
-        keys = [f"{encoder_fingerprint(module)}:{key}" for key in volume_keys(volumes)]
         for key, volume_features in zip(keys, features):
             self._store(key, volume_features.clone())
         return features

@@ -31,13 +31,14 @@ import importlib
 import inspect
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ._files import write_atomic
 
 __all__ = ["FORMAT_VERSION", "UntrustedTypeError", "load_model", "save_model"]
 
@@ -243,17 +244,13 @@ def save_model(estimator: Any, path: str | os.PathLike) -> Path:
         name: tensor.detach().cpu().contiguous().clone()
         for name, tensor in estimator.module_.state_dict().items()
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+
+    def write(handle) -> None:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr("config.json", json.dumps(config, indent=1))
             archive.writestr("weights.safetensors", save_tensors(state))
-        os.replace(handle.name, path)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-    return path
+
+    return write_atomic(path, write)
 
 
 def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = ()) -> Any:

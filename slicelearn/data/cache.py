@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from .._files import write_atomic
 
 __all__ = ["VolumeCache"]
 
@@ -74,8 +75,8 @@ class VolumeCache:
             "crc32": zlib.crc32(stored.tobytes()),
             "source": source,
         }
-        self._write_atomic(array_path, lambda handle: np.save(handle, stored, allow_pickle=False))
-        self._write_atomic(meta_path, lambda handle: handle.write(json.dumps(meta).encode()))
+        write_atomic(array_path, lambda handle: np.save(handle, stored, allow_pickle=False))
+        write_atomic(meta_path, lambda handle: handle.write(json.dumps(meta).encode()))
         self._verified.add(key)
 
     def get_or_create(
@@ -89,21 +90,6 @@ class VolumeCache:
         self.put(key, volume, dtype=dtype, source=source)
         # Return what a later read will return, so epochs see identical inputs.
         return np.asarray(volume, dtype=dtype).astype(np.float32)
-
-    @staticmethod
-    def _write_atomic(path: Path, write: Callable) -> None:
-        handle = tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp", delete=False
-        )
-        try:
-            with handle:
-                write(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, path)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.json")) if self.directory.is_dir() else 0

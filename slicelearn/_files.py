@@ -1,0 +1,40 @@
+"""Writing files atomically, so a crash never leaves a complete-looking partial file.
+
+Every file slicelearn writes for later reading (cached volumes, model files,
+training checkpoints) goes through :func:`write_atomic`: the content goes to a
+temporary file in the same folder, is flushed to disk, and is renamed over
+the target in one step. A reader sees the old file or the new one, never a
+half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["write_atomic"]
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(handle)`` on a temporary file, then rename it to ``path``.
+
+    The parent folder is created if needed; on any error the temporary file
+    is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    return path
