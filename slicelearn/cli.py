@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from . import __version__
-from ._files import write_atomic
 
 __all__ = ["build_parser", "main"]
 
@@ -123,11 +120,6 @@ def _load(args: argparse.Namespace, target: str | None) -> tuple[list[str], np.n
         raise UsageError(str(exc)) from exc
 
 
-def _save_model(model: dict[str, Any], path: Path) -> None:
-    """Pickle atomically: a crash mid-write never leaves a file that looks complete."""
-    write_atomic(path, lambda handle: pickle.dump(model, handle))
-
-
 def _metrics(regression: bool, y: np.ndarray, prediction: np.ndarray) -> dict:
     from .report import classification_metrics, regression_metrics
 
@@ -161,15 +153,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - start, 1),
         **_metrics(regression, y, prediction),
     }
-    _save_model(
-        {
-            "estimator": estimator,
-            "target": args.target,
-            "regression": regression,
-            "slicelearn": __version__,
-        },
-        Path(args.out),
-    )
+    from .model_files import save_model
+
+    # The progress bar reports training only; a safe model file stores no callbacks.
+    estimator.set_params(callbacks=None)
+    save_model(estimator, args.out, metadata={"target": args.target})
     if args.report:
         from .report import write_report
 
@@ -181,25 +169,35 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .model_files import load_model, model_info
+
     model_path = Path(args.model)
     if not model_path.is_file():
         raise UsageError(f"Model file {model_path} does not exist.")
+    if model_path.read_bytes()[:1] == b"\x80":
+        raise UsageError(
+            f"{model_path} is a pickle, which older versions of this command wrote. "
+            "Pickles can run code when loaded, so the command reads only safe model files: "
+            "refit with 'slicelearn fit', or, if you trust the file, load it in Python "
+            "with pickle and save it with slicelearn.model_files.save_model."
+        )
     try:
-        with model_path.open("rb") as handle:
-            model = pickle.load(handle)
-        estimator = model["estimator"]
-    except Exception as exc:
+        info = model_info(model_path)
+        estimator = load_model(model_path)
+    except (ValueError, TypeError) as exc:  # TypeError: an untrusted type in the file
         raise UsageError(f"{model_path} is not a slicelearn model file: {exc}") from exc
+    regression = info["task"] == "regression"
+    target = info["metadata"].get("target", "target")
     paths, _ = _load(args, None)
     try:
-        prediction = _predict(estimator, model["regression"], paths)
+        prediction = _predict(estimator, regression, paths)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     table = pd.DataFrame({"path": paths})
-    if model["regression"]:
-        table[f"predicted_{model['target']}"] = prediction
+    if regression:
+        table[f"predicted_{target}"] = prediction
     else:
-        table[f"predicted_{model['target']}"] = estimator.classes_[prediction.argmax(axis=1)]
+        table[f"predicted_{target}"] = estimator.classes_[prediction.argmax(axis=1)]
         for index, label in enumerate(estimator.classes_):
             table[f"p_{label}"] = prediction[:, index]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -395,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit", help="train a model and save it")
     _data_options(fit, target=True)
-    fit.add_argument("--out", required=True, help="model file to write")
+    fit.add_argument(
+        "--out", required=True, help="model file to write (a safe .slm file, no pickle)"
+    )
     fit.add_argument("--report", help="report folder (metrics, figures)")
     _model_options(fit)
     fit.set_defaults(handler=cmd_fit)

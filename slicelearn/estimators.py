@@ -15,7 +15,7 @@ import gc
 import hashlib
 import inspect
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import EpochScoring
 from skorch.dataset import Dataset, ValidSplit
@@ -69,11 +71,12 @@ _ARCHITECTURE_PARAMS = (
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# skorch defaults that differ for this model; set only when the user gave none,
-# so get_params/clone round-trip them like any other routed parameter.
+# skorch defaults that differ for this model, applied where skorch reads the
+# routed parameters (get_params_for) so that __init__ stores only what the user
+# gave; a user's own optimizer__weight_decay=... wins.
 _ROUTED_DEFAULTS = {
-    "optimizer__weight_decay": 1e-4,  # the paper's Adam weight decay
-    "iterator_train__shuffle": True,
+    "optimizer": {"weight_decay": 1e-4},  # the paper's Adam weight decay
+    "iterator_train": {"shuffle": True},
 }
 
 
@@ -89,6 +92,8 @@ def resolve_device(device: str | torch.device | None) -> str | torch.device | No
     Under a distributed launcher (torchrun), ``"auto"`` and ``"cuda"`` mean
     this process's own GPU, ``cuda:LOCAL_RANK``.
     """
+    if not isinstance(device, str):
+        return device  # a torch.device, None, or a value that fit will reject
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and launched_distributed() and "LOCAL_RANK" in os.environ:
@@ -124,10 +129,38 @@ class _SliceCNNMixin:
     def device(self, value) -> None:
         self.__dict__["device"] = value
 
+    # -- state skorch's __init__ sets ----------------------------------------------
+    # sklearn's contract is that __init__ stores parameters only; skorch's also
+    # sets these three. Kept under private names, they stay out of the public
+    # attributes that sklearn (and check_is_fitted) read as fitted state.
+    history_ = property(
+        lambda self: self.__dict__.get("_history_"),
+        lambda self, value: self.__dict__.__setitem__("_history_", value),
+    )
+    initialized_ = property(
+        lambda self: self.__dict__.get("_initialized_", False),
+        lambda self, value: self.__dict__.__setitem__("_initialized_", value),
+    )
+    virtual_params_ = property(
+        lambda self: self.__dict__.setdefault("_virtual_params_", {}),
+        lambda self, value: self.__dict__.__setitem__("_virtual_params_", value),
+    )
+
     def get_params(self, deep: bool = True, **kwargs) -> dict[str, Any]:
         params = super().get_params(deep=deep, **kwargs)
         params["device"] = self.__dict__.get("device", "auto")
         return params
+
+    def set_params(self, **params: Any):
+        # A new callback list is stored as given and built at the next
+        # initialize, like every other parameter; skorch would build it now,
+        # which fails on (or runs) values that fit has not validated yet.
+        if "callbacks" in params and not self.initialized_:
+            self.__dict__["callbacks"] = params.pop("callbacks")
+        return super().set_params(**params)
+
+    def get_params_for(self, prefix: str) -> dict[str, Any]:
+        return {**_ROUTED_DEFAULTS.get(prefix, {}), **super().get_params_for(prefix)}
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "encoder":
@@ -138,10 +171,28 @@ class _SliceCNNMixin:
             super().__setattr__(name, value)
 
     def _get_param_names(self) -> list[str]:
-        # ``module`` is fixed to SliceNet; the architecture is set by the parameters.
-        return [name for name in super()._get_param_names() if name != "module"]
+        # skorch counts every public attribute without a trailing underscore as
+        # a parameter (routed ``prefix__name`` ones included); private state is
+        # not one. ``module`` is fixed to SliceNet: the parameters set the architecture.
+        return sorted(
+            name for name in super()._get_param_names() if name != "module" and name[0] != "_"
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # X is a batch of volumes (n_subjects, X, Y, Z) or a list of scans.
+        # sklearn has no tag for that; like its image-patch estimators, this
+        # says "not a 2D table, image-like samples".
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = True
+        return tags
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # Older pickles hold skorch's state under its public names.
+        for name in ("history_", "initialized_", "virtual_params_"):
+            if name in state:
+                state["_" + name] = state.pop(name)
         requested = state.get("device")
         super().__setstate__({**state, "device": resolve_device(requested)})
         self.__dict__["device"] = requested
@@ -217,7 +268,9 @@ class _SliceCNNMixin:
 
     def _check_y_length(self, y: Any, n_samples: int) -> np.ndarray:
         if y is None:
-            raise ValueError(f"{type(self).__name__} needs targets y; got None.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         y = np.asarray(y)
         if y.ndim == 0 or len(y) != n_samples:
             raise ValueError(
@@ -252,6 +305,7 @@ class _SliceCNNMixin:
         -------
         self
         """
+        self._check_fit_params(fit_params)
         keep = self.warm_start and self.initialized_
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
@@ -267,6 +321,23 @@ class _SliceCNNMixin:
                 fit_params = self._resume_from_checkpoint(fit_params)
             self._train(self._training_data(X, y, share_out=True), y, **fit_params)
         return self
+
+    def _check_fit_params(self, fit_params: dict[str, Any]) -> None:
+        """Reject fit parameters early: skorch would pass them to the network's forward."""
+        accepted = set(inspect.signature(SliceNet.forward).parameters) - {"self", "volumes"}
+        unknown = sorted(set(fit_params) - accepted - {"epochs"})
+        if unknown:
+            hint = ""
+            if "sample_weight" in unknown:
+                hint = (
+                    " The slice networks take no sample_weight; for class imbalance, "
+                    "weight the loss with criterion__pos_weight (two classes) or "
+                    "criterion__weight."
+                )
+            raise TypeError(
+                f"{type(self).__name__}.fit got unexpected keyword argument(s) {unknown}; "
+                f"it takes 'epochs' and the network's {sorted(accepted)}.{hint}"
+            )
 
     def _training_fingerprint(self, X: Any, y: np.ndarray) -> str:
         """What a checkpoint must match to be resumed: class, parameters, training data."""
@@ -441,6 +512,7 @@ class _SliceCNNMixin:
         """Train further on ``X``, ``y`` (the first call behaves like ``fit``)."""
         if not self.initialized_ or not hasattr(self, "n_slices_"):
             return self.fit(X, y, **fit_params)
+        self._check_fit_params(fit_params)
         X = self._check_X(X, reset=False)
         y = self._check_y(self._check_y_length(y, len(X)), reset=False)
         with self._host_memory():
@@ -481,6 +553,7 @@ class _SliceCNNMixin:
         return callbacks
 
     def _predict_raw(self, X: Any) -> np.ndarray:
+        self.check_is_fitted()
         # get_dataset serves cached slice features when the encoder is frozen.
         with self._host_memory():
             prediction = NeuralNet.predict_proba(self, X)
@@ -527,11 +600,11 @@ def _seeded(seed: int, device) -> Iterator[None]:
 
 
 _COMMON_PARAMS_DOC = """
-    encoder : str or nn.Module, default="resnet18"
+    encoder : str, nn.Module or module class, default="resnet18"
         Slice encoder: ``"resnet18"``, ``"resnet34"``, ``"resnet50"``,
-        ``"efficientnet_lite0"``, ``"cnn2d"``, ``"timm:<model>"``, or an
+        ``"efficientnet_lite0"``, ``"cnn2d"``, ``"timm:<model>"``, an
         ``nn.Module`` mapping ``(N, C, H, W)`` to ``(N, F)`` (deep-copied at
-        each fit).
+        each fit), or a module class (instantiated without arguments at each fit).
     weights : {"imagenet", None} or path, default="imagenet"
         Encoder initialisation. ResNet ImageNet weights come through
         torchvision's cache (downloaded once); ``efficientnet_lite0``'s ship
@@ -655,7 +728,7 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
 
     def __init__(
         self,
-        encoder: str | nn.Module = "resnet18",
+        encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
         weights: str | None = "imagenet",
         pooling: str = "attention",
         position_embedding: str | None = "learned",
@@ -688,7 +761,6 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         verbose: int = 1,
         **kwargs: Any,
     ) -> None:
-        kwargs = {**_ROUTED_DEFAULTS, **kwargs}
         super().__init__(
             SliceNet,
             criterion=criterion,
@@ -723,6 +795,11 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         self.precision = precision
         self.preprocessing = preprocessing
         self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # a 2D y trains one output per column
+        return tags
 
     def _validation_scoring(self) -> tuple[str, EpochScoring]:
         return "valid_mae", EpochScoring(_valid_mae, name="valid_mae", lower_is_better=True)
@@ -762,8 +839,16 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         -------
         ndarray of shape (n_subjects,) (or (n_subjects, n_outputs) for 2D y)
         """
-        prediction = self._predict_raw(X)
+        # float64, as scikit-learn's regressors return (the network computes in float32).
+        prediction = self._predict_raw(X).astype(np.float64)
         return prediction.ravel() if self.target_ndim_ == 1 else prediction
+
+    @property
+    def predict_proba(self):
+        # skorch's regressor inherits predict_proba (the raw outputs); a
+        # regressor has no probabilities, and scikit-learn tells regressors
+        # apart by this method's absence.
+        raise AttributeError(f"{type(self).__name__} has no predict_proba: use predict.")
 
 
 class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
@@ -813,7 +898,7 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
 
     def __init__(
         self,
-        encoder: str | nn.Module = "resnet18",
+        encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
         weights: str | None = "imagenet",
         pooling: str = "attention",
         position_embedding: str | None = "learned",
@@ -847,7 +932,6 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         verbose: int = 1,
         **kwargs: Any,
     ) -> None:
-        kwargs = {**_ROUTED_DEFAULTS, **kwargs}
         super().__init__(
             SliceNet,
             criterion=criterion,
@@ -902,16 +986,21 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         return None
 
     def _check_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         if y.ndim != 1:
             raise ValueError(f"Class labels y must be 1D, got shape {y.shape}.")
         missing = [i for i, label in enumerate(y) if label is None or label != label]
         if missing:
             raise ValueError(f"y[{missing[0]}] is missing (None or NaN).")
+        # Ages passed to the classifier by mistake: say so instead of
+        # training one class per distinct value.
+        check_classification_targets(y)
         if reset:
             encoder = LabelEncoder().fit(y if self.classes is None else np.asarray(self.classes))
             if len(encoder.classes_) < 2:
                 raise ValueError(
-                    f"{type(self).__name__} needs at least two classes; y holds only "
+                    f"{type(self).__name__} needs at least two classes; y holds one class: "
                     f"{encoder.classes_.tolist()}."
                 )
             self.label_encoder_ = encoder
@@ -964,4 +1053,5 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         -------
         ndarray of shape (n_subjects,)
         """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # first: it raises NotFittedError before fit
+        return self.classes_[proba.argmax(axis=1)]

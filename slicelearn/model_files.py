@@ -15,9 +15,12 @@ Parameters are stored as JSON values. Classes and functions (``optimizer=``,
 (torch optimisers, losses and data loaders, skorch's datasets, slicelearn's
 own classes), or from the names a user passes in ``trusted``. Objects are
 stored through their constructor arguments, for allow-listed classes only
-(``ValidSplit``, ``VolumePreprocessor``). Anything else, such as an encoder
-given as an ``nn.Module`` instance or custom callbacks, cannot be saved this
-way: ``save_model`` says so, and pickle (with its warning) remains available.
+(``ValidSplit``, ``VolumePreprocessor``). An encoder given as a module class
+is stored by name like an optimiser. Anything else, such as an encoder given
+as an ``nn.Module`` instance or custom callbacks, cannot be saved this way:
+``save_model`` says so, and pickle (with its warning) remains available.
+Plain ``metadata`` (the ``slicelearn`` command stores the target's name) is
+kept alongside and read back by :func:`model_info`.
 
 The file is written to a temporary name and renamed into place, so a crash
 never leaves a complete-looking half-written file. The network's optimiser
@@ -32,6 +35,7 @@ import inspect
 import json
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,7 @@ import torch
 
 from ._files import write_atomic
 
-__all__ = ["FORMAT_VERSION", "UntrustedTypeError", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "UntrustedTypeError", "load_model", "model_info", "save_model"]
 
 #: Version of the file layout; a file with a higher one needs a newer slicelearn.
 FORMAT_VERSION = 1
@@ -176,7 +180,9 @@ def _versions() -> dict[str, str]:
     }
 
 
-def save_model(estimator: Any, path: str | os.PathLike) -> Path:
+def save_model(
+    estimator: Any, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Write a fitted :class:`~slicelearn.SliceCNNRegressor` or classifier to ``path``.
 
     Parameters
@@ -184,6 +190,10 @@ def save_model(estimator: Any, path: str | os.PathLike) -> Path:
     estimator : fitted SliceCNNRegressor or SliceCNNClassifier
     path : path
         The file to write (``.slm`` by convention), atomically.
+    metadata : dict, optional
+        Plain values to keep with the model, such as the name of the target
+        (the ``slicelearn`` command stores ``{"target": ...}``); read back by
+        :func:`model_info`.
 
     Returns
     -------
@@ -239,6 +249,7 @@ def save_model(estimator: Any, path: str | os.PathLike) -> Path:
         "fitted": fitted,
         "history": _encode(list(estimator.history), "history"),
         "versions": _versions(),
+        "metadata": _encode(dict(metadata or {}), "metadata"),
     }
     state = {
         name: tensor.detach().cpu().contiguous().clone()
@@ -251,6 +262,56 @@ def save_model(estimator: Any, path: str | os.PathLike) -> Path:
             archive.writestr("weights.safetensors", save_tensors(state))
 
     return write_atomic(path, write)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The checked ``config.json`` of a model file: ValueError for anything else."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+            archive.getinfo("weights.safetensors")
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise ValueError(f"{path} is not a slicelearn model file ({exc}).") from exc
+    if not isinstance(config, dict) or config.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a slicelearn model file.")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        saved = config.get("versions", {}).get("slicelearn", "unknown")
+        raise ValueError(
+            f"{path} was saved by slicelearn {saved} in model-file format "
+            f"{config['format_version']}; slicelearn {_versions()['slicelearn']} reads "
+            f"format {FORMAT_VERSION} and older. Upgrade slicelearn to load it."
+        )
+    if config.get("class") not in _ESTIMATORS:
+        raise ValueError(f"{path} holds a {config.get('class')!r}, not a slicelearn estimator.")
+    return config
+
+
+def model_info(path: str | os.PathLike) -> dict[str, Any]:
+    """What a model file holds, read without building the model.
+
+    Returns
+    -------
+    dict
+        ``"class"`` (the estimator's import name), ``"task"``
+        (``"regression"`` or ``"classification"``), ``"versions"`` (of the
+        libraries that saved it) and ``"metadata"`` (as given to
+        :func:`save_model`).
+
+    Raises
+    ------
+    ValueError
+        The file is not a slicelearn model file, or is in a newer format.
+    """
+    config = _read_config(Path(path))
+    regression = config["class"].endswith("Regressor")
+    return {
+        "class": config["class"],
+        "task": "regression" if regression else "classification",
+        "versions": dict(config.get("versions", {})),
+        "metadata": _decode(config.get("metadata", {"__dict__": {}}), frozenset()),
+    }
 
 
 def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = ()) -> Any:
@@ -280,27 +341,12 @@ def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = (
     from safetensors.torch import load as load_tensors
 
     path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-            weights = archive.read("weights.safetensors")
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
-        raise ValueError(f"{path} is not a slicelearn model file ({exc}).") from exc
-    if config.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a slicelearn model file.")
+    config = _read_config(path)
+    with zipfile.ZipFile(path) as archive:
+        weights = archive.read("weights.safetensors")
     saved = config.get("versions", {}).get("slicelearn", "unknown")
     current = _versions()["slicelearn"]
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{path} was saved by slicelearn {saved} in model-file format "
-            f"{config['format_version']}; slicelearn {current} reads format {FORMAT_VERSION} "
-            "and older. Upgrade slicelearn to load it."
-        )
     trusted_names = frozenset(trusted)
-    if config.get("class") not in _ESTIMATORS:
-        raise ValueError(f"{path} holds a {config.get('class')!r}, not a slicelearn estimator.")
     cls = _resolve(config["class"], trusted_names)
     estimator = cls(**{k: _decode(v, trusted_names) for k, v in config["params"].items()})
     fitted = {k: _decode(v, trusted_names) for k, v in config["fitted"].items()}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 import re
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ from conftest import write_scans
 
 from slicelearn import __version__
 from slicelearn.cli import _features, build_parser, main
+from slicelearn.model_files import model_info
 
 FAST = ["--max-epochs", "2", "--grid", "none", "--cache-dir", "none", "--no-progress"]
 
@@ -28,7 +31,7 @@ def cohort(tmp_path):
 
 
 def test_fit_predict_and_report(cohort, tmp_path, capsys):
-    model = tmp_path / "model.pkl"
+    model = tmp_path / "model.slm"
     report = tmp_path / "report"
     assert (
         main(
@@ -64,6 +67,16 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys):
     assert main(["predict", "--model", str(model), "--data", str(cohort), "--out", str(out)]) == 0
     predictions = pd.read_csv(out)
     assert len(predictions) == 20 and np.isfinite(predictions["predicted_age"]).all()
+    # The model file is a safe one (no pickle), and the model read back from it
+    # predicts what the fitted model did.
+    assert zipfile.is_zipfile(model)
+    info = model_info(model)
+    assert info["task"] == "regression" and info["metadata"] == {"target": "age"}
+    np.testing.assert_allclose(
+        predictions["predicted_age"],
+        pd.read_csv(report / "predictions.csv")["predicted"],
+        rtol=1e-5,
+    )
 
 
 def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
@@ -121,7 +134,7 @@ def _exit_code_and_error(capsys, *argv) -> tuple[int, str]:
 
 
 def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
-    model, table = tmp_path / "m.pkl", tmp_path / "p.csv"
+    model, table = tmp_path / "m.slm", tmp_path / "p.csv"
     cases = [
         (
             ("fit", "--data", tmp_path / "missing.csv", "--target", "age", "--out", model, *FAST),
@@ -132,12 +145,16 @@ def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
             "no target column",
         ),
         (
-            ("predict", "--model", tmp_path / "none.pkl", "--data", cohort, "--out", table),
+            ("predict", "--model", tmp_path / "none.slm", "--data", cohort, "--out", table),
             "does not exist",
         ),
         (
-            ("predict", "--model", tmp_path / "junk.pkl", "--data", cohort, "--out", table),
+            ("predict", "--model", tmp_path / "junk.slm", "--data", cohort, "--out", table),
             "not a slicelearn model",
+        ),
+        (
+            ("predict", "--model", tmp_path / "old.pkl", "--data", cohort, "--out", table),
+            "is a pickle",
         ),
         (("demo", "--n-subjects", "3"), "at least 4"),
         (
@@ -156,7 +173,9 @@ def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
             "has no feature layer 'layer9'",
         ),
     ]
-    (tmp_path / "junk.pkl").write_bytes(b"not a model")
+    (tmp_path / "junk.slm").write_bytes(b"not a model")
+    # A model file of the command's earlier versions; never unpickled now.
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps({"estimator": None}))
     for argv, message in cases:
         code, error = _exit_code_and_error(capsys, *argv)
         assert code == 2 and message in error, (argv, error)

@@ -429,6 +429,15 @@ def test_weights_of_wrong_type_raise_type_error():
 def test_encoder_of_wrong_type_raises_type_error():
     with pytest.raises(TypeError, match="int"):
         build_encoder(3)
+    with pytest.raises(TypeError, match="returned a str, not an nn.Module"):
+        build_encoder(lambda: "resnet18")
+
+
+def test_a_module_class_builds_a_fresh_encoder_each_time():
+    first, second = build_encoder(CNN2D), build_encoder(CNN2D)
+    assert isinstance(first, CNN2D) and first is not second
+    assert first.out_features == 64
+    assert first(torch.zeros(2, 1, 32, 32)).shape == (2, 64)
 
 
 def test_cnn2d_has_no_imagenet_weights():

@@ -10,7 +10,7 @@ from conftest import fast_params, write_scans
 
 from slicelearn import SliceCNNClassifier, SliceCNNRegressor
 from slicelearn.data import VolumePreprocessor
-from slicelearn.model_files import UntrustedTypeError, load_model, save_model
+from slicelearn.model_files import UntrustedTypeError, load_model, model_info, save_model
 
 
 def _named(**overrides):
@@ -105,6 +105,34 @@ def test_objects_that_cannot_be_stored_safely_are_named(tmp_path, tiny_encoder):
         save_model(SliceCNNRegressor(), tmp_path / "m.slm")
 
 
+def test_an_encoder_class_is_stored_by_name_and_loads_when_trusted(tmp_path):
+    from conftest import TinyEncoder
+
+    X = np.random.default_rng(0).normal(size=(8, 5, 6, 6)).astype(np.float32)
+    est = SliceCNNRegressor(**fast_params(encoder=TinyEncoder)).fit(X, np.arange(8.0))
+    path = save_model(est, tmp_path / "m.slm")
+    with pytest.raises(UntrustedTypeError, match=r"trusted=\['conftest.TinyEncoder'\]"):
+        load_model(path)
+    loaded = load_model(path, trusted=["conftest.TinyEncoder"])
+    assert loaded.encoder is TinyEncoder
+    np.testing.assert_allclose(loaded.predict(X), est.predict(X), rtol=1e-6)
+
+
+def test_metadata_and_task_are_read_without_building_the_model(tmp_path, monkeypatch):
+    X = _volumes(9)
+    clf = SliceCNNClassifier(**_named(train_split=None)).fit(X, ["AD", "CN", "CN"] * 3)
+    path = save_model(clf, tmp_path / "dx.slm", metadata={"target": "diagnosis", "cv": [1, 2]})
+    monkeypatch.setattr(SliceCNNClassifier, "initialize", None)  # building it would fail
+    info = model_info(path)
+    assert info["task"] == "classification"
+    assert info["class"] == "slicelearn.estimators.SliceCNNClassifier"
+    assert info["metadata"] == {"target": "diagnosis", "cv": [1, 2]}
+    assert info["versions"]["slicelearn"]
+    with pytest.raises(TypeError, match=r"metadata\['when'\]"):
+        save_model(clf, tmp_path / "bad.slm", metadata={"when": object()})
+    assert not (tmp_path / "bad.slm").exists()
+
+
 def test_newer_formats_and_other_files_get_clear_errors(tmp_path):
     est = SliceCNNRegressor(**_named()).fit(_volumes(), np.arange(8.0))
     path = save_model(est, tmp_path / "m.slm")
@@ -115,6 +143,10 @@ def test_newer_formats_and_other_files_get_clear_errors(tmp_path):
     junk.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a slicelearn model file"):
         load_model(junk)
+    with pytest.raises(ValueError, match="not a slicelearn model file"):
+        model_info(junk)
+    with pytest.raises(ValueError, match="format 99"):
+        model_info(path)
 
 
 def test_a_model_from_another_version_loads_or_says_why(tmp_path):

@@ -14,6 +14,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import scipy.sparse
 
 __all__ = [
     "VolumeInput",
@@ -139,14 +140,23 @@ def check_volume_array(volumes: np.ndarray) -> np.ndarray:
         (naming the first bad index).
     """
     volumes = np.asarray(volumes)
-    if (
-        volumes.dtype == object
-        or np.issubdtype(volumes.dtype, np.complexfloating)
-        or not (np.issubdtype(volumes.dtype, np.number) or volumes.dtype == bool)
-    ):
+    if np.issubdtype(volumes.dtype, np.complexfloating):
+        raise ValueError(f"Complex data not supported: X has dtype {volumes.dtype}.")
+    if volumes.dtype == object:
+        # e.g. a column taken from a pandas table: numbers stored as objects.
+        try:
+            volumes = volumes.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"X must hold real numbers; converting it failed: {exc}") from exc
+    if not (np.issubdtype(volumes.dtype, np.number) or volumes.dtype == bool):
         raise TypeError(f"X must hold real numbers, got dtype {volumes.dtype}.")
     if volumes.ndim == 5 and volumes.shape[1] == 1:
         volumes = volumes[:, 0]
+    if volumes.ndim == 3:
+        raise ValueError(
+            f"X is one volume of shape {volumes.shape}, but X must be a 4D array "
+            "(n_subjects, X, Y, Z). Reshape your data: X[np.newaxis] for a single volume."
+        )
     if volumes.ndim != 4:
         raise ValueError(
             f"X must be a 4D array (n_subjects, X, Y, Z) or 5D with one channel, "
@@ -221,6 +231,8 @@ def load_volumes(X: VolumeInput) -> np.ndarray:
     """
     if isinstance(X, (str, os.PathLike)):
         raise TypeError("X must be a sequence of paths, not a single path: wrap it in a list.")
+    if scipy.sparse.issparse(X):
+        raise TypeError("X is a sparse matrix; volumes must be dense arrays (n_subjects, X, Y, Z).")
     if hasattr(X, "__array__") or isinstance(X, np.ndarray):
         return check_volume_array(np.asarray(X))
     if not isinstance(X, Sequence):

@@ -284,7 +284,7 @@ def _check_weights(name: str, weights: WeightsSpec) -> None:
 
 
 def build_encoder(
-    encoder: str | nn.Module = "resnet18",
+    encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
     weights: WeightsSpec = None,
     *,
     feature_layer: str | None = None,
@@ -294,12 +294,14 @@ def build_encoder(
 
     Parameters
     ----------
-    encoder : str or nn.Module, default="resnet18"
+    encoder : str, nn.Module or callable, default="resnet18"
         ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` (torchvision),
         ``"efficientnet_lite0"`` (timm), ``"cnn2d"`` (the from-scratch CNN of
         Gupta et al. 2021), ``"timm:<model name>"`` for any timm model, or an
         ``nn.Module`` mapping ``(N, C, H, W)`` to ``(N, F)``. A module is deep
-        copied, so the caller's object is never trained in place.
+        copied, so the caller's object is never trained in place. A module
+        class (or any callable without arguments that returns a module) is
+        called to build a fresh one.
     weights : {"imagenet", None} or path, default=None
         ``"imagenet"`` loads ImageNet weights (torchvision's weights API for
         ResNets, the offline package for ``efficientnet_lite0``, timm's own
@@ -350,6 +352,15 @@ def build_encoder(
     """
     if not isinstance(feature_grid, int) or isinstance(feature_grid, bool) or feature_grid < 1:
         raise ValueError(f"feature_grid must be a positive integer, got {feature_grid!r}.")
+    built_here = callable(encoder) and not isinstance(encoder, (str, nn.Module))
+    if built_here:
+        factory = encoder
+        encoder = factory()
+        if not isinstance(encoder, nn.Module):
+            raise TypeError(
+                f"encoder {getattr(factory, '__qualname__', factory)!r} returned a "
+                f"{type(encoder).__name__}, not an nn.Module."
+            )
     if isinstance(encoder, nn.Module):
         if feature_layer is not None or feature_grid != 1:
             raise ValueError(
@@ -359,7 +370,7 @@ def build_encoder(
         _check_weights(type(encoder).__name__, weights)
         if weights == "imagenet":
             raise ValueError("weights='imagenet' needs a named encoder, not a module instance.")
-        model = copy.deepcopy(encoder)
+        model = encoder if built_here else copy.deepcopy(encoder)
         if weights is not None:
             _load_user_weights(model, weights)
         if _first_conv_in_channels(model) == 3:

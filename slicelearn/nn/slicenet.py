@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -156,8 +157,9 @@ class SliceNet(nn.Module):
 
     Parameters
     ----------
-    encoder : str or nn.Module, default="resnet18"
-        Slice encoder name or module; see :func:`slicelearn.nn.build_encoder`.
+    encoder : str, nn.Module or module class, default="resnet18"
+        Slice encoder name, module or module class; see
+        :func:`slicelearn.nn.build_encoder`.
     weights : {"imagenet", None} or path, default=None
         Encoder weights; see :func:`slicelearn.nn.build_encoder`.
     n_outputs : int, default=1
@@ -239,7 +241,7 @@ class SliceNet(nn.Module):
 
     def __init__(
         self,
-        encoder: str | nn.Module = "resnet18",
+        encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
         weights: WeightsSpec = None,
         *,
         n_outputs: int = 1,
