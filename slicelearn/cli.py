@@ -174,7 +174,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     if not model_path.is_file():
         raise UsageError(f"Model file {model_path} does not exist.")
-    if model_path.read_bytes()[:1] == b"\x80":
+    with model_path.open("rb") as handle:
+        is_pickle = handle.read(1) == b"\x80"  # a model file may be hundreds of MB
+    if is_pickle:
         raise UsageError(
             f"{model_path} is a pickle, which older versions of this command wrote. "
             "Pickles can run code when loaded, so the command reads only safe model files: "

@@ -115,6 +115,19 @@ def _binary_logit_to_proba(logits: torch.Tensor) -> torch.Tensor:
     return torch.stack([1 - positive, positive], dim=1)
 
 
+# Set by skorch's __init__, kept private by the estimators (see _SliceCNNMixin).
+_PRIVATE_SKORCH_STATE = ("history_", "initialized_", "virtual_params_")
+
+
+def _private_state(name: str, default: Callable[[], Any]) -> property:
+    """An attribute stored as ``_<name>`` in the instance, created on first read."""
+    key = "_" + name
+    return property(
+        lambda self: self.__dict__.setdefault(key, default()),
+        lambda self, value: self.__dict__.__setitem__(key, value),
+    )
+
+
 class _SliceCNNMixin:
     """What both estimators share: building the model, reading X, seeding, device."""
 
@@ -133,18 +146,9 @@ class _SliceCNNMixin:
     # sklearn's contract is that __init__ stores parameters only; skorch's also
     # sets these three. Kept under private names, they stay out of the public
     # attributes that sklearn (and check_is_fitted) read as fitted state.
-    history_ = property(
-        lambda self: self.__dict__.get("_history_"),
-        lambda self, value: self.__dict__.__setitem__("_history_", value),
-    )
-    initialized_ = property(
-        lambda self: self.__dict__.get("_initialized_", False),
-        lambda self, value: self.__dict__.__setitem__("_initialized_", value),
-    )
-    virtual_params_ = property(
-        lambda self: self.__dict__.setdefault("_virtual_params_", {}),
-        lambda self, value: self.__dict__.__setitem__("_virtual_params_", value),
-    )
+    history_ = _private_state("history_", lambda: None)
+    initialized_ = _private_state("initialized_", lambda: False)
+    virtual_params_ = _private_state("virtual_params_", dict)
 
     def get_params(self, deep: bool = True, **kwargs) -> dict[str, Any]:
         params = super().get_params(deep=deep, **kwargs)
@@ -190,7 +194,7 @@ class _SliceCNNMixin:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Older pickles hold skorch's state under its public names.
-        for name in ("history_", "initialized_", "virtual_params_"):
+        for name in _PRIVATE_SKORCH_STATE:
             if name in state:
                 state["_" + name] = state.pop(name)
         requested = state.get("device")

@@ -155,6 +155,19 @@ def test_device_auto_resolves_but_stays_a_parameter():
     assert est.get_params()["device"] == "cpu"
 
 
+def test_pickles_that_hold_skorch_state_under_public_names_still_load(small_volumes):
+    X, y = small_volumes
+    est = SliceCNNRegressor(**fast_params()).fit(X, y)
+    state = est.__getstate__()
+    for name in ("history_", "initialized_", "virtual_params_"):  # as pickled before
+        state[name] = state.pop("_" + name)
+    old = SliceCNNRegressor.__new__(SliceCNNRegressor)
+    old.__setstate__(state)
+    assert old.initialized_ and len(old.history_) == est.max_epochs
+    assert not {"history_", "initialized_", "virtual_params_"} & set(vars(old))
+    np.testing.assert_array_equal(old.predict(X), est.predict(X))
+
+
 def test_pickle_round_trip_gives_identical_predictions(small_volumes):
     X, y = small_volumes
     est = SliceCNNRegressor(**fast_params()).fit(X, y)
