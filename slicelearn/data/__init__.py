@@ -6,7 +6,8 @@
   transformer from native space to a z-scored template grid;
 - :mod:`.cache`: the on-disk cache of preprocessed volumes;
 - :mod:`.dataset`: the lazy torch dataset the estimators train from;
-- :mod:`.cohort`: reading BIDS datasets and CSV/TSV tables into ``(paths, y)``.
+- :mod:`.cohort`: reading BIDS datasets and CSV/TSV tables into ``(paths, y)``;
+- :mod:`.skullstrip`: offline brain extraction of raw scans (:func:`brain_mask`).
 """
 
 from .cache import VolumeCache
@@ -14,6 +15,7 @@ from .cohort import read_cohort
 from .dataset import VolumeDataset, VolumeLoadError
 from .io import check_volume_array, load_image, load_nifti, load_volumes
 from .preprocessing import PreprocessedVolumes, VolumePreprocessor, template_image
+from .skullstrip import brain_mask
 
 __all__ = [
     "PreprocessedVolumes",
@@ -21,6 +23,7 @@ __all__ = [
     "VolumeDataset",
     "VolumeLoadError",
     "VolumePreprocessor",
+    "brain_mask",
     "check_volume_array",
     "load_image",
     "load_nifti",

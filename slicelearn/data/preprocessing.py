@@ -24,6 +24,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .io import canonical_shape, check_voxels, describe_item, load_nifti, read_voxels
+from .registration import REGISTRATIONS
+from .skullstrip import SKULL_STRIP_METHODS
 
 __all__ = ["TARGET_GRIDS", "PreprocessedVolumes", "VolumePreprocessor", "template_image"]
 
@@ -114,13 +116,21 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         Shape of the target grid when ``target`` is ``None``.
     voxel_size : float or tuple of 3 float, optional
         Voxel size in mm of the target grid when ``target`` is ``None``.
-    registration : {None, "affine"}, default=None
-        Affine registration to the template (needs ``pip install
+    registration : {None, "rigid", "affine"}, default=None
+        Registration to the template (needs ``pip install
         slicelearn[registration]``); requires a template ``target``.
+        ``"rigid"`` (rotation and translation) keeps head and brain size;
+        ``"affine"`` also scales and shears, which removes them. A scan that
+        is already on the target grid (same shape and affine) is not
+        registered again.
     registration_backend : {"dipy", "ants"}, default="dipy"
         dipy registers whole-head scans reproducibly (about 40 s a scan);
         antspyx is about 4 s a scan but needs brain-extracted scans (a
         per-subject ``mask``). See ``docs/registration_choice.md``.
+    skull_strip : {None, "deepbet"}, default=None
+        Extract the brain of each raw scan with :func:`slicelearn.data.brain_mask`
+        (needs ``pip install 'slicelearn[skullstrip]'``) before registration,
+        as its per-subject mask; ignored for a scan that has a ``mask`` entry.
     mask : None, "template", image, path, mapping or callable, default=None
         Brain mask. ``"template"`` is the MNI152 brain mask (meaningful after
         registration); an image or path is one shared mask on the target
@@ -163,6 +173,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         voxel_size: float | tuple[float, float, float] | None = None,
         registration: str | None = None,
         registration_backend: str = "dipy",
+        skull_strip: str | None = None,
         mask: Any = None,
         crop: bool = False,
         crop_margin: int = 2,
@@ -176,6 +187,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         self.voxel_size = voxel_size
         self.registration = registration
         self.registration_backend = registration_backend
+        self.skull_strip = skull_strip
         self.mask = mask
         self.crop = crop
         self.crop_margin = crop_margin
@@ -209,20 +221,34 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"normalize must be 'zscore', 'zscore_brain' or None, got {self.normalize!r}."
             )
-        if self.registration not in (None, "affine"):
-            raise ValueError(f"registration must be None or 'affine', got {self.registration!r}.")
+        if self.registration not in REGISTRATIONS:
+            raise ValueError(
+                f"registration must be None, 'rigid' or 'affine', got {self.registration!r}."
+            )
+        if self.skull_strip is not None and self.skull_strip not in SKULL_STRIP_METHODS:
+            raise ValueError(
+                f"skull_strip must be None or one of {', '.join(SKULL_STRIP_METHODS)}, "
+                f"got {self.skull_strip!r}."
+            )
+        if self.skull_strip is not None and self._mask_is_shared():
+            raise ValueError(
+                "skull_strip computes one mask per scan; it cannot go with a shared mask "
+                f"({self.mask!r}). Drop one of the two."
+            )
         if self.registration_backend not in ("dipy", "ants"):
             raise ValueError(
                 f"registration_backend must be 'dipy' or 'ants', got {self.registration_backend!r}."
             )
         if self.registration and self.target is None:
-            raise ValueError("registration='affine' needs a template target, e.g. 'mni152'.")
+            raise ValueError(
+                f"registration={self.registration!r} needs a template target, e.g. 'mni152'."
+            )
         if (self.target_shape is None) != (self.voxel_size is None):
             raise ValueError("target_shape and voxel_size go together.")
         if self.target is not None and self.target_shape is not None:
             raise ValueError("Give either a target image or target_shape/voxel_size, not both.")
-        if self.normalize == "zscore_brain" and self.mask is None:
-            raise ValueError("normalize='zscore_brain' needs a mask.")
+        if self.normalize == "zscore_brain" and self.mask is None and self.skull_strip is None:
+            raise ValueError("normalize='zscore_brain' needs a mask or skull_strip.")
         if self.crop and not self._mask_is_shared():
             raise ValueError("crop=True needs one shared mask ('template', an image or a path).")
         if self.clip_percentiles is not None:
@@ -323,12 +349,14 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             raise NotFittedError("VolumePreprocessor is not fitted yet: call fit first.")
 
     def mask_for(self, item: ImageLike) -> ImageLike | None:
-        """The per-subject mask of ``item``, or ``None``."""
+        """The per-subject mask given for ``item``, or ``None``."""
         if self.mask is None or self._mask_is_shared():
             return None
         key = os.fspath(item) if isinstance(item, (str, os.PathLike)) else item
         if isinstance(self.mask, Mapping):
             if key not in self.mask:
+                if self.skull_strip is not None:
+                    return None  # extracted instead
                 raise KeyError(f"No mask given for {key}.")
             return self.mask[key]
         return self.mask(key)
@@ -348,17 +376,20 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         scan = nib.as_closest_canonical(load_nifti(item, index))
         check_voxels(np.asarray(scan.get_fdata(dtype=np.float32)), where)
         mask_item = self.mask_for(item)
-        subject_mask = (
-            nib.as_closest_canonical(load_nifti(mask_item, index))
-            if mask_item is not None
-            else None
-        )
-        if self.registration == "affine":
-            from .registration import register_affine
+        subject_mask = None
+        if mask_item is not None:
+            subject_mask = nib.as_closest_canonical(load_nifti(mask_item, index))
+        elif self.skull_strip is not None:
+            from .skullstrip import brain_mask
 
-            scan, apply_transform = register_affine(
+            subject_mask = brain_mask(scan, self.skull_strip, index=index)
+        if self.registration and not self._on_target_grid(scan):
+            from .registration import register
+
+            scan, apply_transform = register(
                 scan,
                 self.target_image_,
+                transform=self.registration,
                 moving_mask=subject_mask,
                 template_mask=self.template_mask_,
                 backend=self.registration_backend,
@@ -403,6 +434,13 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         if not volume.any():
             raise ValueError(f"{where} is all zeros after preprocessing (mask outside the scan?).")
         return self._normalize(volume, mask)
+
+    def _on_target_grid(self, scan: nib.spatialimages.SpatialImage) -> bool:
+        """Whether ``scan`` already lies on the target grid (registered before)."""
+        target = self.target_image_
+        return tuple(scan.shape[:3]) == tuple(target.shape[:3]) and np.allclose(
+            scan.affine, target.affine, atol=1e-3
+        )
 
     def output_grid(self, item: ImageLike, index: int = 0) -> np.ndarray:
         """The voxel-to-world affine of ``item`` once preprocessed (shape ``output_shape_``).

@@ -1,4 +1,4 @@
-"""Affine registration of a scan to the template: dipy (default) or antspyx.
+"""Rigid or affine registration of a scan to the template: dipy (default) or antspyx.
 
 Both libraries were measured on 10 IXI scans (``docs/registration_choice.md``):
 
@@ -20,9 +20,12 @@ from collections.abc import Callable
 import nibabel as nib
 import numpy as np
 
-__all__ = ["REGISTRATION_BACKENDS", "register_affine"]
+__all__ = ["REGISTRATIONS", "REGISTRATION_BACKENDS", "register", "register_affine"]
 
 REGISTRATION_BACKENDS = ("dipy", "ants")
+#: ``VolumePreprocessor(registration=...)`` values: rigid keeps head and brain
+#: size, affine scales (and shears) them to the template's.
+REGISTRATIONS = (None, "rigid", "affine")
 
 Apply = Callable[..., nib.Nifti1Image]
 
@@ -35,11 +38,27 @@ def register_affine(
     backend: str = "dipy",
     seed: int = 0,
 ) -> tuple[nib.Nifti1Image, Apply]:
-    """Register ``scan`` to ``template`` with an affine transform (mutual information).
+    """Register ``scan`` to ``template`` with an affine transform; see :func:`register`."""
+    return register(scan, template, "affine", moving_mask, template_mask, backend, seed)
+
+
+def register(
+    scan: nib.spatialimages.SpatialImage,
+    template: nib.spatialimages.SpatialImage,
+    transform: str = "affine",
+    moving_mask: nib.spatialimages.SpatialImage | None = None,
+    template_mask: nib.spatialimages.SpatialImage | None = None,
+    backend: str = "dipy",
+    seed: int = 0,
+) -> tuple[nib.Nifti1Image, Apply]:
+    """Register ``scan`` to ``template`` (mutual information).
 
     Parameters
     ----------
     scan, template : nibabel images
+    transform : {"rigid", "affine"}, default="affine"
+        Rigid: rotation and translation, so head and brain size are kept.
+        Affine: also scaling and shear, to the template's size.
     moving_mask : nibabel image, optional
         A brain mask of ``scan``; everything outside it is zeroed before
         registering (a skull strip).
@@ -56,25 +75,27 @@ def register_affine(
     apply : callable ``apply(image, interpolation="linear" | "nearest")``
         Applies the same transform to another image of the scan (a mask).
     """
+    if transform not in ("rigid", "affine"):
+        raise ValueError(f"Unknown transform {transform!r}; choose rigid or affine.")
     moving = scan.get_fdata(dtype=np.float32)
     if moving_mask is not None:
         moving = moving * (moving_mask.get_fdata() > 0.5)
     if backend == "dipy":
-        apply = _dipy_transform(moving, scan.affine, template, template_mask)
+        apply = _dipy_transform(moving, scan.affine, template, template_mask, transform)
     elif backend == "ants":
-        apply = _ants_transform(moving, scan.affine, template, seed)
+        apply = _ants_transform(moving, scan.affine, template, seed, transform)
     else:
         raise ValueError(f"Unknown registration backend {backend!r}; choose dipy or ants.")
     return apply(nib.Nifti1Image(moving, scan.affine), "linear"), apply
 
 
-def _dipy_transform(moving, moving_affine, template, template_mask) -> Apply:
+def _dipy_transform(moving, moving_affine, template, template_mask, transform) -> Apply:
     try:
         from dipy.align import affine_registration
         from dipy.align.imaffine import AffineMap
     except ImportError as exc:
         raise ImportError(
-            "registration='affine' needs dipy: pip install 'slicelearn[registration]'."
+            f"registration={transform!r} needs dipy: pip install 'slicelearn[registration]'."
         ) from exc
     static = template.get_fdata(dtype=np.float32)
     static_mask = None
@@ -87,7 +108,9 @@ def _dipy_transform(moving, moving_affine, template, template_mask) -> Apply:
         moving_affine=moving_affine,
         static_affine=template.affine,
         static_mask=static_mask,
-        pipeline=["center_of_mass", "translation", "rigid", "affine"],
+        pipeline=["center_of_mass", "translation", "rigid", "affine"][
+            : 3 if transform == "rigid" else 4
+        ],
     )
 
     def apply(image, interpolation: str = "linear") -> nib.Nifti1Image:
@@ -110,7 +133,7 @@ def _ants_image(ants, data, affine):
     return ants.from_nibabel_nifti(image)
 
 
-def _ants_transform(moving, moving_affine, template, seed) -> Apply:
+def _ants_transform(moving, moving_affine, template, seed, transform) -> Apply:
     try:
         import ants
     except ImportError as exc:
@@ -122,7 +145,9 @@ def _ants_transform(moving, moving_affine, template, seed) -> Apply:
     ants.config._random_seed = seed
     try:
         result = ants.registration(
-            fixed, _ants_image(ants, moving, moving_affine), type_of_transform="Affine"
+            fixed,
+            _ants_image(ants, moving, moving_affine),
+            type_of_transform="Rigid" if transform == "rigid" else "Affine",
         )
     finally:
         ants.config._random_seed = previous_seed
