@@ -276,10 +276,15 @@ def main() -> None:
     parser.add_argument("--ixi", type=Path, default=IXI)
     parser.add_argument("--work", type=Path, default=Path("~/slicelearn_data/ixi_routes"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ixi_routes.jsonl"))
-    parser.add_argument("--steps", nargs="+", default=["masks", "volumes", "features", "ridge", "head"])
+    parser.add_argument(
+        "--steps", nargs="+", default=["masks", "volumes", "features", "ridge", "head"]
+    )
     parser.add_argument("--routes", nargs="+", default=list(ROUTES))
-    parser.add_argument("--variants-route", default="deepbet_affine",
-                        help="route on which encoders, axes and 2.5D input are compared")
+    parser.add_argument(
+        "--variants-route",
+        default="deepbet_affine",
+        help="route on which encoders, axes and 2.5D input are compared",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=150)
@@ -303,8 +308,10 @@ def main() -> None:
 
     masks = step_masks(paths, work, args.out, done) if "masks" in args.steps else {}
     if not masks:
-        masks = {p: str(work / "masks" / (Path(p).name.replace("_T1w.nii.gz", "") +
-                                          "_deepbet.nii.gz")) for p in paths}
+        masks = {
+            p: str(work / "masks" / (Path(p).name.replace("_T1w.nii.gz", "") + "_deepbet.nii.gz"))
+            for p in paths
+        }
     volumes = {}
     if "volumes" in args.steps or "features" in args.steps or "ridge" in args.steps:
         for route in args.routes:
@@ -327,17 +334,30 @@ def main() -> None:
             features[spec] = step_features(volumes[spec[0]], *spec, work)
             key = "encode:" + ":".join(spec)
             if key not in done:
-                record(args.out, {"key": key, "step": "encode", "route": spec[0],
-                                  "encoder": spec[1], "axis": spec[2], "input": spec[3],
-                                  "encode_seconds": round(float(features[spec]["encode_seconds"]), 1)})
+                record(
+                    args.out,
+                    {
+                        "key": key,
+                        "step": "encode",
+                        "route": spec[0],
+                        "encoder": spec[1],
+                        "axis": spec[2],
+                        "input": spec[3],
+                        "encode_seconds": round(float(features[spec]["encode_seconds"]), 1),
+                    },
+                )
 
     if "ridge" in args.steps:
         for route in args.routes:
             key = f"voxels:{route}"
             if key not in done:
-                row = repeated_scores(voxel_matrix(volumes[route], route), ages, sexes, args.repeats)
-                record(args.out, {"key": key, "step": "ridge", "route": route,
-                                  "features": "voxels", **row})
+                row = repeated_scores(
+                    voxel_matrix(volumes[route], route), ages, sexes, args.repeats
+                )
+                record(
+                    args.out,
+                    {"key": key, "step": "ridge", "route": route, "features": "voxels", **row},
+                )
         for spec, feats in features.items():
             for name in sorted(feats):
                 if "@" not in name or name.startswith("slices:"):
@@ -346,23 +366,46 @@ def main() -> None:
                 if key in done:
                     continue
                 row = repeated_scores(feats[name], ages, sexes, args.repeats)
-                record(args.out, {"key": key, "step": "ridge", "route": spec[0],
-                                  "encoder": spec[1], "axis": spec[2], "input": spec[3],
-                                  "features": name, **row})
+                record(
+                    args.out,
+                    {
+                        "key": key,
+                        "step": "ridge",
+                        "route": spec[0],
+                        "encoder": spec[1],
+                        "axis": spec[2],
+                        "input": spec[3],
+                        "features": name,
+                        **row,
+                    },
+                )
         # Combinations on the variants route: the three axes together, per encoder and layer.
         route = args.variants_route
         for encoder in ENCODERS:
             for mode in ("grey", "2.5d"):
                 for name in ("blocks.3@2", "blocks.4@2", "blocks.5@2", "bn2@1"):
                     key = f"ridge:{route}:{encoder}:3axes:{mode}:{name}"
-                    parts = [features.get((route, encoder, a, mode)) for a in ("sagittal", "coronal", "axial")]
+                    parts = [
+                        features.get((route, encoder, a, mode))
+                        for a in ("sagittal", "coronal", "axial")
+                    ]
                     if key in done or any(p is None for p in parts):
                         continue
                     X = np.concatenate([p[name] for p in parts], axis=1)
                     row = repeated_scores(X, ages, sexes, args.repeats)
-                    record(args.out, {"key": key, "step": "ridge", "route": route,
-                                      "encoder": encoder, "axis": "3axes", "input": mode,
-                                      "features": name, **row})
+                    record(
+                        args.out,
+                        {
+                            "key": key,
+                            "step": "ridge",
+                            "route": route,
+                            "encoder": encoder,
+                            "axis": "3axes",
+                            "input": mode,
+                            "features": name,
+                            **row,
+                        },
+                    )
 
     if "head" in args.steps:
         from sklearn.metrics import mean_absolute_error
@@ -377,26 +420,42 @@ def main() -> None:
                 if key in done:
                     continue
                 if data is None:
-                    data = np.asarray(step_volumes(route, paths, masks, work, args.out, done),
-                                      dtype=np.float32)
+                    data = np.asarray(
+                        step_volumes(route, paths, masks, work, args.out, done), dtype=np.float32
+                    )
                 predicted = np.zeros_like(ages)
                 start = time.perf_counter()
                 for train, test in KFold(5, shuffle=True, random_state=seed).split(data):
                     est = SliceCNNRegressor(
-                        encoder="efficientnet_lite0", weights="imagenet", freeze_encoder=True,
-                        feature_layer="blocks.3", feature_grid=2, pooling="mean",
-                        position_embedding=None, lr=1e-3, max_epochs=args.epochs,
-                        batch_size=16, verbose=0, random_state=seed, device="cpu",
+                        encoder="efficientnet_lite0",
+                        weights="imagenet",
+                        freeze_encoder=True,
+                        feature_layer="blocks.3",
+                        feature_grid=2,
+                        pooling="mean",
+                        position_embedding=None,
+                        lr=1e-3,
+                        max_epochs=args.epochs,
+                        batch_size=16,
+                        verbose=0,
+                        random_state=seed,
+                        device="cpu",
                     )
                     est.fit(data[train], ages[train])
                     predicted[test] = est.predict(data[test])
-                record(args.out, {
-                    "key": key, "step": "head", "route": route, "seed": seed,
-                    "model": "SliceCNNRegressor frozen lite0 blocks.3 2x2 mean none",
-                    "mae": round(float(mean_absolute_error(ages, predicted)), 3),
-                    "r": round(float(np.corrcoef(ages, predicted)[0, 1]), 3),
-                    "seconds_5_folds": round(time.perf_counter() - start, 1),
-                })
+                record(
+                    args.out,
+                    {
+                        "key": key,
+                        "step": "head",
+                        "route": route,
+                        "seed": seed,
+                        "model": "SliceCNNRegressor frozen lite0 blocks.3 2x2 mean none",
+                        "mae": round(float(mean_absolute_error(ages, predicted)), 3),
+                        "r": round(float(np.corrcoef(ages, predicted)[0, 1]), 3),
+                        "seconds_5_folds": round(time.perf_counter() - start, 1),
+                    },
+                )
 
 
 if __name__ == "__main__":

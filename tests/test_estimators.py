@@ -407,3 +407,28 @@ def test_feature_cache_smaller_than_one_call_still_returns_every_volume(small_vo
     assert len(small._entries) == 2 and small.computed == 12
     # A volume asked for twice in one call comes back twice, in order.
     torch.testing.assert_close(small.features(net, X[[3, 3, 5]]), reference[[3, 3, 5]])
+
+
+@pytest.mark.parametrize("freeze_encoder", [False, True])
+def test_predictions_do_not_depend_on_the_batch(freeze_encoder):
+    # A cohort predicted in two halves, or in another order, gives bitwise the
+    # same numbers as in one pass (sklearn's invariance checks ask for 1e-7).
+    X, y = make_slice_position_task(n_subjects=14, random_state=0)
+    est = SliceCNNRegressor(
+        encoder="efficientnet_lite0",
+        weights=None,
+        feature_layer="blocks.2",
+        freeze_encoder=freeze_encoder,
+        max_epochs=1,
+        batch_size=4,
+        train_split=None,
+        verbose=0,
+        random_state=0,
+        device="cpu",
+    ).fit(X, y)
+    full = est.predict(X)
+    order = np.random.default_rng(0).permutation(len(X))
+    np.testing.assert_array_equal(np.concatenate([est.predict(X[:5]), est.predict(X[5:])]), full)
+    np.testing.assert_array_equal(est.predict(X[order]), full[order])
+    est.set_params(batch_size=3)
+    np.testing.assert_array_equal(est.predict(X), full)

@@ -118,6 +118,7 @@ def test_pooling_is_permutation_invariant_without_position(pooling):
 
 @pytest.mark.parametrize("position_embedding", ["learned", "sinusoidal"])
 def test_position_embedding_breaks_permutation_invariance(position_embedding):
+    torch.manual_seed(0)  # the initial weights decide the size of the effect
     net = small_net(pooling="mean", position_embedding=position_embedding).eval()
     volumes = torch.randn(2, 6, 10, 9)
     with torch.no_grad():
@@ -200,3 +201,38 @@ def test_linear_head_and_multiple_outputs():
     assert isinstance(net.head[0], nn.Linear) and len(net.head) == 1
     assert net(torch.randn(2, 6, 10, 9)).shape == (2, 3)
     assert net.output_layer.out_features == 3
+
+
+@pytest.mark.parametrize(
+    "encoder, kwargs",
+    [
+        ("cnn2d", {"pooling": "attention"}),
+        ("efficientnet_lite0", {"pooling": "mean", "feature_layer": "blocks.3", "feature_grid": 2}),
+        (
+            "efficientnet_lite0",
+            {"pooling": "max", "freeze_encoder": "blocks.2", "feature_layer": "blocks.4"},
+        ),
+    ],
+)
+def test_evaluation_is_bitwise_independent_of_the_rest_of_the_batch(encoder, kwargs):
+    # CPU kernels block (and so sum) by batch size; a volume's prediction
+    # must not change with its batch mates, their order or their number.
+    torch.manual_seed(0)
+    net = SliceNet(encoder, None, n_slices=36, **kwargs).eval()
+    volumes = torch.randn(5, 36, 64, 48)
+    with torch.no_grad():
+        full = net(volumes, return_details=True)
+        permuted = net(volumes[[3, 0, 4, 1, 2]])
+        halves = torch.cat([net(volumes[:2]), net(volumes[2:])])
+        alone = net(volumes[4:])
+    assert torch.equal(permuted, full.prediction[[3, 0, 4, 1, 2]])
+    assert torch.equal(halves, full.prediction)
+    assert torch.equal(alone, full.prediction[4:])
+    assert full.slice_embeddings.shape == (5, 36, 32)
+    if net.frozen_stages:
+        maps = net.encode_frozen(volumes)
+        assert torch.equal(net.encode_frozen(volumes[[4, 2]]), maps[[4, 2]])
+        with torch.no_grad():
+            from_maps = net(trunk_maps=maps)
+            assert torch.equal(net(trunk_maps=maps[[1, 0]]), from_maps[[1, 0]])
+        torch.testing.assert_close(from_maps, full.prediction)

@@ -73,21 +73,24 @@ def test_chunks_bound_the_encoder_batch():
     assert net.encoder.calls == [4, 4, 4, 4, 4]  # 2 volumes x 10 slices in chunks of 4
 
 
-def test_cpu_evaluation_runs_in_chunks_and_training_does_not():
-    net = SliceNet(CountingEncoder(), n_slices=30, embed_dim=8)
-    x = _volumes(batch=3, shape=(30, 36, 34))
+def test_cpu_evaluation_runs_in_chunks_per_volume_and_training_does_not():
+    net = SliceNet(CountingEncoder(), n_slices=40, embed_dim=8)
+    x = _volumes(batch=3, shape=(40, 36, 34))
     net.train()
     with torch.no_grad():
         net(x)
-    assert net.encoder.calls == [90]  # batch-norm statistics over every slice
+    assert net.encoder.calls == [120]  # batch-norm statistics over every slice
     net.encoder.calls.clear()
     net.eval()
     with torch.no_grad():
         chunked = net(x)
-    assert net.encoder.calls == [CPU_EVAL_CHUNK, CPU_EVAL_CHUNK, 90 - 2 * CPU_EVAL_CHUNK]
-    net.slice_chunk_size = 90
+    # Each volume on its own, in chunks of CPU_EVAL_CHUNK that never span two volumes.
+    assert net.encoder.calls == [CPU_EVAL_CHUNK, 40 - CPU_EVAL_CHUNK] * 3
+    net.slice_chunk_size = 40
+    net.encoder.calls.clear()
     with torch.no_grad():
         torch.testing.assert_close(chunked, net(x), rtol=1e-5, atol=1e-6)
+    assert net.encoder.calls == [40] * 3
 
 
 def test_slice_sampling_encodes_a_subset_in_training_and_all_slices_at_evaluation():

@@ -138,7 +138,8 @@ def brain_mask(
     """
     if method not in SKULL_STRIP_METHODS:
         raise ValueError(
-            f"Unknown skull-strip method {method!r}; choose one of {', '.join(SKULL_STRIP_METHODS)}."
+            f"Unknown skull-strip method {method!r}; "
+            f"choose one of {', '.join(SKULL_STRIP_METHODS)}."
         )
     where = describe_item(img, index)
     image = load_nifti(img, index)
@@ -152,7 +153,9 @@ def brain_mask(
         mask = extractor.postprocess(probability > threshold)
     except (AssertionError, ValueError, RuntimeError) as exc:
         # deepbet asserts when its first stage finds no head in the field of view.
-        raise ValueError(f"Brain extraction failed on {where}: {exc or type(exc).__name__}") from exc
+        raise ValueError(
+            f"Brain extraction failed on {where}: {exc or type(exc).__name__}"
+        ) from exc
     if not mask.any():
         raise ValueError(f"Brain extraction found no brain in {where}.")
     # Back from RAS to the scan's own voxel order.

@@ -354,7 +354,8 @@ class SliceNet(nn.Module):
         if not self.frozen_stages:
             return self.encode(volumes)
         slices = self.to_slices(volumes)
-        maps = self.frozen_part(self._encoder_input(slices))
+        # One volume at a time, as in forward: its maps do not depend on the batch.
+        maps = torch.cat([self.frozen_part(self._encoder_input(one[None])) for one in slices])
         return maps.reshape(*slices.shape[:2], *maps.shape[1:])
 
     def _encoder_input(self, slices: torch.Tensor) -> torch.Tensor:
@@ -426,13 +427,21 @@ class SliceNet(nn.Module):
         chunk = self.slice_chunk_size or len(flat)
         recompute = self.checkpoint_slices and torch.is_grad_enabled() and self.training
         encoder = self.encoder
+        parts = [(begin, begin + chunk) for begin in range(0, len(flat), chunk)]
         if not torch.is_grad_enabled() and not self.encoder.training:
             encoder = self._inference_encoder()
-            if self.slice_chunk_size is None and flat.device.type == "cpu":
-                chunk = CPU_EVAL_CHUNK
+            if self.slice_chunk_size is None:
+                chunk = CPU_EVAL_CHUNK if flat.device.type == "cpu" else n_slices
+            # Chunks never span two volumes: each volume's features are then
+            # computed the same way whatever batch it comes in (see forward).
+            parts = [
+                (volume * n_slices + begin, volume * n_slices + min(begin + chunk, n_slices))
+                for volume in range(batch)
+                for begin in range(0, n_slices, chunk)
+            ]
         outputs = []
-        for begin in range(0, len(flat), chunk):
-            part = flat[begin : begin + chunk]
+        for begin, end in parts:
+            part = flat[begin:end]
             if recompute:
                 outputs.append(checkpoint(encoder, part, use_reentrant=False))
             else:
@@ -510,7 +519,47 @@ class SliceNet(nn.Module):
         Returns
         -------
         Tensor of shape (B, n_outputs), or :class:`SliceNetOutput`.
+
+        Notes
+        -----
+        In gradient-free evaluation, each volume of the batch runs on its own
+        (its slices in chunks of a fixed size), so a volume's prediction is
+        bitwise the same whatever else is in its batch: CPU convolution and
+        matrix kernels choose their blocking, and so their summation order,
+        by the size of the batch they are given.
         """
+        given = trunk_maps if trunk_maps is not None else volumes
+        if (
+            given is not None
+            and len(given) > 1
+            and not self.training
+            and not torch.is_grad_enabled()
+        ):
+            outputs = [
+                self._forward_one(
+                    None if trunk_maps is not None else given[i : i + 1],
+                    return_details,
+                    given[i : i + 1] if trunk_maps is not None else None,
+                )
+                for i in range(len(given))
+            ]
+            if not return_details:
+                return torch.cat(outputs)
+            attention = [o.attention for o in outputs]
+            return SliceNetOutput(
+                torch.cat([o.prediction for o in outputs]),
+                torch.cat([o.slice_embeddings for o in outputs]),
+                None if attention[0] is None else torch.cat(attention),
+            )
+        return self._forward_one(volumes, return_details, trunk_maps)
+
+    def _forward_one(
+        self,
+        volumes: torch.Tensor | None,
+        return_details: bool,
+        trunk_maps: torch.Tensor | None,
+    ) -> torch.Tensor | SliceNetOutput:
+        """:meth:`forward` on the whole batch at once."""
         if trunk_maps is not None:
             if not self.frozen_stages:
                 raise ValueError("trunk_maps needs partial freezing (freeze_encoder='<layer>').")
