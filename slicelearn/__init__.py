@@ -6,6 +6,8 @@ The layout follows the architecture:
   poolings, :class:`~slicelearn.nn.SliceNet`), usable without scikit-learn;
 - :mod:`slicelearn.estimators`: :class:`SliceCNNRegressor` and
   :class:`SliceCNNClassifier`, skorch-based scikit-learn estimators;
+- :mod:`slicelearn.readout`: :class:`SliceLinearRegressor` and
+  :class:`SliceLinearClassifier`, linear readouts of frozen slice features;
 - :mod:`slicelearn.brain_age`: :class:`BiasCorrectedRegressor`, brain age
   corrected for regression to the mean;
 - :mod:`slicelearn.inspection`: where a fitted model looks, as NIfTI maps;
@@ -19,6 +21,7 @@ The layout follows the architecture:
 from .brain_age import BiasCorrectedRegressor
 from .estimators import SliceCNNClassifier, SliceCNNRegressor
 from .nn import SliceNet
+from .readout import SliceLinearClassifier, SliceLinearRegressor
 
 __version__ = "0.1.0"
 
@@ -26,6 +29,8 @@ __all__ = [
     "BiasCorrectedRegressor",
     "SliceCNNClassifier",
     "SliceCNNRegressor",
+    "SliceLinearClassifier",
+    "SliceLinearRegressor",
     "SliceNet",
     "__version__",
 ]

@@ -63,10 +63,19 @@ _SAFE_OBJECTS = (
     "skorch.dataset.ValidSplit",
     "slicelearn.data.preprocessing.VolumePreprocessor",
 )
-_ESTIMATORS = (
+_NETWORKS = (
     "slicelearn.estimators.SliceCNNRegressor",
     "slicelearn.estimators.SliceCNNClassifier",
 )
+# Linear readouts of a frozen encoder: their fitted arrays go in the tensor
+# file, the encoder is rebuilt from its (ImageNet) weights and checked by digest.
+_READOUTS = (
+    "slicelearn.readout.SliceLinearRegressor",
+    "slicelearn.readout.SliceLinearClassifier",
+)
+_ESTIMATORS = _NETWORKS + _READOUTS
+_READOUT_ARRAYS = ("feature_mean_", "feature_scale_", "coef_", "intercept_")
+_READOUT_VALUES = ("volume_shape_", "encoder_digest_", "n_features_", "alpha_", "C_")
 # Fitted attributes stored in config.json (the network is in the weights).
 _FITTED = (
     "n_slices_",
@@ -183,11 +192,11 @@ def _versions() -> dict[str, str]:
 def save_model(
     estimator: Any, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write a fitted :class:`~slicelearn.SliceCNNRegressor` or classifier to ``path``.
+    """Write a fitted slice estimator (network or linear readout) to ``path``.
 
     Parameters
     ----------
-    estimator : fitted SliceCNNRegressor or SliceCNNClassifier
+    estimator : fitted SliceCNNRegressor, SliceCNNClassifier or SliceLinear* readout
     path : path
         The file to write (``.slm`` by convention), atomically.
     metadata : dict, optional
@@ -221,7 +230,13 @@ def save_model(
     class_name = _name(type(estimator))
     if class_name not in _ESTIMATORS:
         raise TypeError(f"save_model stores slicelearn's estimators, not {class_name}.")
-    if not getattr(estimator, "initialized_", False) or not hasattr(estimator, "n_slices_"):
+    readout = class_name in _READOUTS
+    fitted_yet = (
+        hasattr(estimator, "coef_")
+        if readout
+        else (getattr(estimator, "initialized_", False) and hasattr(estimator, "n_slices_"))
+    )
+    if not fitted_yet:
         raise ValueError(f"{type(estimator).__name__} is not fitted yet: call fit first.")
     params = {
         name: _encode(value, name)
@@ -230,7 +245,7 @@ def save_model(
     }
     fitted = {
         name: _encode(getattr(estimator, name), name)
-        for name in _FITTED
+        for name in (_READOUT_VALUES if readout else _FITTED)
         if hasattr(estimator, name)
     }
     if hasattr(estimator, "label_encoder_"):
@@ -247,14 +262,20 @@ def save_model(
         "class": class_name,
         "params": params,
         "fitted": fitted,
-        "history": _encode(list(estimator.history), "history"),
+        "history": [] if readout else _encode(list(estimator.history), "history"),
         "versions": _versions(),
         "metadata": _encode(dict(metadata or {}), "metadata"),
     }
-    state = {
-        name: tensor.detach().cpu().contiguous().clone()
-        for name, tensor in estimator.module_.state_dict().items()
-    }
+    if readout:
+        state = {
+            name: torch.as_tensor(np.asarray(getattr(estimator, name), dtype=np.float64))
+            for name in _READOUT_ARRAYS
+        }
+    else:
+        state = {
+            name: tensor.detach().cpu().contiguous().clone()
+            for name, tensor in estimator.module_.state_dict().items()
+        }
 
     def write(handle) -> None:
         with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -327,7 +348,7 @@ def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = (
 
     Returns
     -------
-    SliceCNNRegressor or SliceCNNClassifier
+    SliceCNNRegressor, SliceCNNClassifier, SliceLinearRegressor or SliceLinearClassifier
         Fitted, ready to predict.
 
     Raises
@@ -364,6 +385,16 @@ def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = (
         preprocessor.fit(None)
         preprocessor.output_shape_ = output_shape
     estimator.preprocessor_ = preprocessor
+    if config["class"] in _READOUTS:
+        try:
+            arrays = {k: v.numpy() for k, v in load_tensors(weights).items()}
+            for name in _READOUT_ARRAYS:
+                setattr(estimator, name, arrays[name])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"{path} is damaged: its readout arrays do not load ({exc}).") from exc
+        if "volume_shape_" in fitted:
+            estimator.volume_shape_ = tuple(estimator.volume_shape_)
+        return estimator
     # The stored tensors replace every weight: build the network without
     # fetching pretrained ones (which may be unreachable where it is loaded).
     requested_weights = estimator.weights
