@@ -11,13 +11,14 @@
 """
 
 from .cache import VolumeCache
-from .cohort import read_cohort
+from .cohort import Cohort, load_cohort, read_cohort
 from .dataset import VolumeDataset, VolumeLoadError
 from .io import check_volume_array, load_image, load_nifti, load_volumes
 from .preprocessing import PreprocessedVolumes, VolumePreprocessor, template_image
 from .skullstrip import brain_mask
 
 __all__ = [
+    "Cohort",
     "PreprocessedVolumes",
     "VolumeCache",
     "VolumeDataset",
@@ -25,6 +26,7 @@ __all__ = [
     "VolumePreprocessor",
     "brain_mask",
     "check_volume_array",
+    "load_cohort",
     "load_image",
     "load_nifti",
     "load_volumes",
