@@ -18,11 +18,19 @@ from typing import BinaryIO
 __all__ = ["write_atomic"]
 
 
+def _default_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process's umask (0o644 usually)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(handle)`` on a temporary file, then rename it to ``path``.
 
     The parent folder is created if needed; on any error the temporary file
-    is removed and ``path`` is left as it was.
+    is removed and ``path`` is left as it was. The file gets the mode any
+    other program's new file would (temporary files are private, 0o600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +42,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, _default_mode())
         os.replace(handle.name, path)
     finally:
         Path(handle.name).unlink(missing_ok=True)

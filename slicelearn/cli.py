@@ -9,25 +9,36 @@ with code 2 and a one-line message naming the problem.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from sklearn.base import clone
 
 from . import __version__
 
 __all__ = ["build_parser", "main"]
 
-#: The recommended configuration, the best measured on IXI brain age
-#: (docs/results.md): a frozen ImageNet EfficientNet-Lite0 (slice features are
-#: computed once) with its blocks.3 features pooled 2x2, mean pooling, and no
-#: position embedding (the 2x2 grid keeps in-slice position; slice position
-#: did not help on IXI with these features).
+#: The recommended configuration, chosen by repeated cross-validation on the
+#: raw IXI scans (docs/results.md): each scan skull-stripped offline
+#: (deepbet), affinely registered to MNI152 (ANTs), z-scored in the brain; the
+#: slice features of a frozen ImageNet EfficientNet-Lite0 (``blocks.3``,
+#: pooled 2x2) averaged over the sagittal slices; a ridge readout (logistic
+#: regression for classes) with its penalty chosen by internal cross-validation,
+#: which needs no validation split and so also trains on pilot cohorts.
 DEFAULTS = {
+    "readout": "ridge",
     "encoder": "efficientnet_lite0",
+    "axis": ["sagittal"],
+    "skull_strip": "deepbet",
+    "registration": "affine",
+    "registration_backend": "ants",
+    # The trained network (--readout network):
     "pooling": "mean",
     "position_embedding": "none",
     "lr": 1e-3,
@@ -35,9 +46,13 @@ DEFAULTS = {
     "batch_size": 16,
 }
 
-
 #: Per encoder, the recommended (feature_layer, feature_grid); others use the whole encoder.
-RECOMMENDED_FEATURES = {"efficientnet_lite0": ("blocks.3", 2)}
+RECOMMENDED_FEATURES = {
+    name: ("blocks.3", 2)
+    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+}
+
+READOUTS = ("ridge", "network")
 
 
 class UsageError(Exception):
@@ -73,18 +88,106 @@ def _features(args: argparse.Namespace) -> dict:
     return {"feature_layer": layer, "feature_grid": grid}
 
 
-def _estimator(args: argparse.Namespace, regression: bool):
+def _check_extras(args: argparse.Namespace, masked: bool) -> None:
+    """Fail early, in one line, when an option needs an extra that is not installed."""
+    if getattr(args, "skull_strip", "none") == "deepbet" and not masked:
+        try:
+            import deepbet  # noqa: F401
+
+            from .data.skullstrip import _verified_model_paths
+
+            _verified_model_paths()
+        except ImportError as exc:
+            raise UsageError(
+                f"--skull-strip deepbet needs the skullstrip extra ({exc}): "
+                "pip install 'slicelearn[skullstrip]', or give masks with --mask-column, "
+                "or --skull-strip none."
+            ) from None
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
+    registration = getattr(args, "registration", "none")
+    if registration != "none" and getattr(args, "grid", "none") != "none":
+        module, extra = {"ants": ("ants", "registration-ants"), "dipy": ("dipy", "registration")}[
+            args.registration_backend
+        ]
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise UsageError(
+                f"--registration {registration} with --registration-backend "
+                f"{args.registration_backend} needs {module}: pip install 'slicelearn[{extra}]'."
+            ) from None
+
+
+def _preprocessing(args: argparse.Namespace, cohort) -> Any:
+    """The VolumePreprocessor the options describe, or None for arrays kept as they are."""
     from .data import VolumePreprocessor
+
+    grid = None if args.grid == "none" else args.grid
+    skull_strip = None if args.skull_strip == "none" else args.skull_strip
+    masks = dict(zip(cohort.paths, cohort.masks)) if cohort.masks else None
+    registration = None if args.registration == "none" or grid is None else args.registration
+    if grid is None and masks is None and skull_strip is None:
+        return None  # scans keep their grid; the network z-scores each volume
+    if registration and args.registration_backend == "ants" and not (masks or skull_strip):
+        print(
+            "slicelearn: warning: ANTs registers whole heads poorly (median Dice 0.72 on IXI, "
+            "docs/registration_choice.md); skull-strip first or use --registration-backend dipy.",
+            file=sys.stderr,
+        )
+    return VolumePreprocessor(
+        target=grid,
+        registration=registration,
+        registration_backend=args.registration_backend,
+        skull_strip=skull_strip,
+        mask=masks,
+        normalize="zscore_brain" if (masks or skull_strip) else "zscore",
+        cache_dir=None if args.cache_dir == "none" else args.cache_dir,
+    )
+
+
+def _recipe(preprocessing: Any, cohort) -> str:
+    """One sentence that says what was done to each scan."""
+    if preprocessing is None:
+        return "scans used on their own grid, reoriented to RAS, z-scored by the network"
+    steps = ["reoriented to RAS"]
+    if preprocessing.mask is not None:
+        steps.append("masked with the given brain masks")
+    elif preprocessing.skull_strip:
+        steps.append(f"skull-stripped ({preprocessing.skull_strip})")
+    else:
+        steps.append("whole head (no brain mask: skull, face and head size reach the model)")
+    if preprocessing.registration:
+        steps.append(
+            f"{preprocessing.registration} registration to {preprocessing.target} "
+            f"({preprocessing.registration_backend})"
+        )
+    elif preprocessing.target is not None:
+        steps.append(f"resampled to the {preprocessing.target} grid without registration")
+    steps.append(
+        "z-scored in the brain" if preprocessing.normalize == "zscore_brain" else "z-scored"
+    )
+    return ", ".join(steps)
+
+
+def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any):
     from .estimators import SliceCNNClassifier, SliceCNNRegressor
+    from .readout import SliceLinearClassifier, SliceLinearRegressor
 
     weights = None if args.weights == "none" else args.weights
-    preprocessing = None
-    if getattr(args, "grid", "none") != "none":
-        preprocessing = VolumePreprocessor(
-            target=args.grid,
-            registration="affine" if args.registration else None,
-            cache_dir=args.cache_dir,
+    axes = tuple(dict.fromkeys(args.axis))
+    if args.readout == "ridge":
+        kind = SliceLinearRegressor if regression else SliceLinearClassifier
+        return kind(
+            encoder=args.encoder,
+            weights=weights,
+            **_features(args),
+            axis=axes[0] if len(axes) == 1 else axes,
+            preprocessing=preprocessing,
+            num_workers=args.workers,
         )
+    if len(axes) > 1:
+        raise UsageError("--readout network takes one --axis; several axes need --readout ridge.")
     kind = SliceCNNRegressor if regression else SliceCNNClassifier
     return kind(
         encoder=args.encoder,
@@ -92,7 +195,7 @@ def _estimator(args: argparse.Namespace, regression: bool):
         freeze_encoder=args.freeze_encoder,
         pooling=args.pooling,
         position_embedding=None if args.position_embedding == "none" else args.position_embedding,
-        axis=args.axis,
+        axis=axes[0],
         **_features(args),
         preprocessing=preprocessing,
         lr=args.lr,
@@ -108,16 +211,44 @@ def _estimator(args: argparse.Namespace, regression: bool):
     )
 
 
-def _load(args: argparse.Namespace, target: str | None) -> tuple[list[str], np.ndarray | None]:
-    from .data import read_cohort
+def _load(args: argparse.Namespace, target: str | list[str]):
+    from .data import load_cohort
 
     try:
-        if target is None:  # predict: only paths are needed
-            paths, _ = read_cohort(args.data, target=[], path_column=args.path_column)
-            return paths, None
-        return read_cohort(args.data, target=target, path_column=args.path_column)
+        return load_cohort(
+            args.data,
+            target=target,
+            path_column=args.path_column,
+            mask_column=getattr(args, "mask_column", None),
+            group_column=getattr(args, "group_column", None),
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _preprocess_all(preprocessing: Any, cohort, workers: int) -> None:
+    """Preprocess (and cache) every scan up front, with a counter a person can follow."""
+    if preprocessing is None or preprocessing.cache_dir is None:
+        return
+    from torch.utils.data import DataLoader
+
+    from .data import VolumeDataset
+
+    volumes = clone(preprocessing).fit(cohort.paths).transform(cohort.paths)
+    loader = DataLoader(VolumeDataset(volumes), batch_size=None, num_workers=workers)
+    start = time.perf_counter()
+    total = len(cohort.paths)
+    terminal = sys.stderr.isatty()
+    for done, _ in enumerate(loader, start=1):
+        elapsed = time.perf_counter() - start
+        left = elapsed / done * (total - done)
+        line = (
+            f"preprocessing {done}/{total} ({cohort.ids[done - 1]}): {elapsed:.0f} s, "
+            f"about {left:.0f} s left"
+        )
+        print(("\r" + line) if terminal else line, end="" if terminal else "\n", file=sys.stderr)
+    if terminal:
+        print(file=sys.stderr)
 
 
 def _metrics(regression: bool, y: np.ndarray, prediction: np.ndarray) -> dict:
@@ -133,37 +264,93 @@ def _predict(estimator, regression: bool, X) -> np.ndarray:
     return estimator.predict(X) if regression else estimator.predict_proba(X)
 
 
-def _labelled(args: argparse.Namespace) -> tuple[list[str], np.ndarray, bool]:
-    """Scan paths, targets (float for regression, str labels otherwise), and the task."""
-    paths, y = _load(args, args.target)
-    regression = _is_regression(y, args.task)
-    return paths, (y.astype(np.float32) if regression else y.astype(str)), regression
+def _labelled(args: argparse.Namespace):
+    """The cohort, its targets (float for regression, str labels otherwise), and the task."""
+    cohort = _load(args, args.target)
+    regression = _is_regression(cohort.y, args.task)
+    y = cohort.y.astype(np.float32) if regression else cohort.y.astype(str)
+    return cohort, y, regression
+
+
+def _compare_with_baseline(metrics: dict, baseline: dict, regression: bool) -> str:
+    """A line comparing the model with the baseline; a warning when it is not better."""
+    if regression:
+        line = (
+            f"MAE {metrics['mae']:.2f} against {baseline['mae']:.2f} for predicting the "
+            "training mean"
+        )
+        worse = metrics["mae"] >= 0.95 * baseline["mae"]
+    else:
+        line = (
+            f"balanced accuracy {metrics['balanced_accuracy']:.3f} against "
+            f"{baseline['balanced_accuracy']:.3f} for predicting the majority class"
+        )
+        worse = metrics["balanced_accuracy"] <= baseline["balanced_accuracy"] + 0.02
+    if worse:
+        print(
+            f"slicelearn: warning: the model is not better than the baseline ({line}): it "
+            "learned nothing useful. Check the preprocessing (--qc), the target, and the "
+            "cohort size.",
+            file=sys.stderr,
+        )
+    return line
+
+
+def _prepared(args: argparse.Namespace):
+    """Cohort, targets, task and preprocessing of a fit or evaluate command."""
+    cohort, y, regression = _labelled(args)
+    _check_extras(args, masked=cohort.masks is not None)
+    preprocessing = _preprocessing(args, cohort)
+    print(
+        f"slicelearn {__version__}: {len(cohort.paths)} scans, target {args.target!r} "
+        f"({'regression' if regression else 'classification'}); preprocessing: "
+        f"{_recipe(preprocessing, cohort)}.",
+        file=sys.stderr,
+    )
+    _preprocess_all(preprocessing, cohort, args.workers)
+    return cohort, y, regression, preprocessing
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    paths, y, regression = _labelled(args)
-    estimator = _estimator(args, regression)
+    cohort, y, regression, preprocessing = _prepared(args)
+    estimator = _estimator(args, regression, preprocessing)
     start = time.perf_counter()
-    estimator.fit(paths, y)
-    prediction = _predict(estimator, regression, paths)
+    estimator.fit(cohort.paths, y)
+    prediction = _predict(estimator, regression, cohort.paths)
     metrics = {
         "split": "training",
-        "n": len(paths),
+        "n": len(cohort.paths),
         "target": args.target,
         "seconds": round(time.perf_counter() - start, 1),
+        "preprocessing": _recipe(preprocessing, cohort),
         **_metrics(regression, y, prediction),
     }
+    baseline = _baseline_on_training(regression, y)
+    metrics["baseline"] = baseline
+    line = _compare_with_baseline(metrics, baseline, regression)
     from .model_files import save_model
 
     # The progress bar reports training only; a safe model file stores no callbacks.
-    estimator.set_params(callbacks=None)
+    if args.readout == "network":
+        estimator.set_params(callbacks=None)
     save_model(estimator, args.out, metadata={"target": args.target})
     if args.report:
         from .report import write_report
 
-        write_report(args.report, estimator, paths, y, prediction, metrics, ids=paths)
-    print(f"Saved the model to {args.out}. Training-set metrics: {json.dumps(metrics)}")
+        write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
+    print(
+        f"Saved the model to {args.out}. On the training scans: {line} (training-set figures "
+        f"flatter a model: use 'slicelearn evaluate' for honest ones). {json.dumps(metrics)}"
+    )
     return 0
+
+
+def _baseline_on_training(regression: bool, y: np.ndarray) -> dict:
+    if regression:
+        return _metrics(True, y, np.full(len(y), float(np.mean(y))))
+    _, counts = np.unique(y, return_counts=True)
+    proba = np.tile(counts / counts.sum(), (len(y), 1))
+    return _metrics(False, y, proba)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -190,12 +377,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"{model_path} is not a slicelearn model file: {exc}") from exc
     regression = info["task"] == "regression"
     target = info["metadata"].get("target", "target")
-    paths, _ = _load(args, None)
+    cohort = _load(args, [])
+    preprocessor = getattr(estimator, "preprocessor_", None)
+    if preprocessor is not None and preprocessor.mask is not None and not preprocessor.skull_strip:
+        # The model was trained on given masks: these scans need theirs.
+        if cohort.masks is None:
+            raise UsageError(
+                f"{model_path} was trained on scans with given brain masks; give these "
+                "scans' masks too (--mask-column, or BIDS derivatives)."
+            )
+    if preprocessor is not None and cohort.masks is not None:
+        preprocessor.set_params(mask=dict(zip(cohort.paths, cohort.masks)))
+        preprocessor.fit(cohort.paths)
     try:
-        prediction = _predict(estimator, regression, paths)
+        prediction = _predict(estimator, regression, cohort.paths)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
-    table = pd.DataFrame({"path": paths})
+    table = pd.DataFrame({"participant_id": cohort.ids, "path": cohort.paths})
     if regression:
         table[f"predicted_{target}"] = prediction
     else:
@@ -208,29 +406,54 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+def _folds(args: argparse.Namespace, regression: bool, y: np.ndarray, groups: list[str]):
+    """Shuffled K-fold splits in which no subject is on both sides."""
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-    paths, y, regression = _labelled(args)
-    splitter = KFold if regression else StratifiedKFold
-    cv = splitter(args.cv, shuffle=True, random_state=args.seed)
-    estimator = _estimator(args, regression)
+    n_groups = len(set(groups))
+    if n_groups < args.cv:
+        raise UsageError(f"--cv {args.cv} needs at least {args.cv} subjects; there are {n_groups}.")
+    if regression:
+        splitter = GroupKFold(args.cv, shuffle=True, random_state=args.seed)
+    else:
+        splitter = StratifiedGroupKFold(args.cv, shuffle=True, random_state=args.seed)
+    return list(splitter.split(np.zeros(len(y)), y, groups))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.model_selection import cross_val_predict
+
+    cohort, y, regression, preprocessing = _prepared(args)
+    folds = _folds(args, regression, y, cohort.groups)
+    estimator = _estimator(args, regression, preprocessing)
     start = time.perf_counter()
     method = "predict" if regression else "predict_proba"
-    prediction = cross_val_predict(estimator, paths, y, cv=cv, method=method)
+    prediction = cross_val_predict(estimator, cohort.paths, y, cv=folds, method=method)
+    dummy = DummyRegressor() if regression else DummyClassifier(strategy="prior")
+    baseline_prediction = cross_val_predict(
+        dummy, np.zeros((len(y), 1)), y, cv=folds, method=method
+    )
     metrics = {
-        "split": f"{args.cv}-fold cross-validation",
-        "n": len(paths),
+        "split": f"{args.cv}-fold cross-validation, grouped by subject",
+        "n": len(cohort.paths),
+        "subjects": len(set(cohort.groups)),
         "target": args.target,
         "seconds": round(time.perf_counter() - start, 1),
+        "preprocessing": _recipe(preprocessing, cohort),
         **_metrics(regression, y, prediction),
+        "baseline": _metrics(regression, y, baseline_prediction),
     }
+    line = _compare_with_baseline(metrics, metrics["baseline"], regression)
     if args.report:
         from .report import write_report
 
-        # The figures and slice importance need one model: fit it on all the data.
-        estimator.fit(paths, y)
-        write_report(args.report, estimator, paths, y, prediction, metrics, ids=paths)
+        # The figures of predictions are cross-validated; the slice importance
+        # needs one model, refitted on all the data.
+        metrics["refit_on_all_data"] = ["slice_importance.png", "slice_importance.csv"]
+        estimator.fit(cohort.paths, y)
+        write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
+    print(f"Cross-validated: {line}.", file=sys.stderr)
     print(json.dumps(metrics))
     return 0
 
@@ -302,20 +525,30 @@ def _progress_option(parser) -> None:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=sys.stderr.isatty(),
-        help="progress bars (default: when writing to a terminal)",
+        help="progress bars of training (default: when writing to a terminal)",
     )
 
 
 def _architecture_options(group) -> None:
     """Encoder, pooling, position embedding and slice features: shared by every subcommand."""
-    group.add_argument("--encoder", default=DEFAULTS["encoder"])
+    from .nn import ENCODER_NAMES, POOLINGS, POSITION_EMBEDDINGS
+
     group.add_argument(
-        "--pooling", default=DEFAULTS["pooling"], choices=["mean", "max", "attention"]
+        "--encoder",
+        default=DEFAULTS["encoder"],
+        help=f"2D slice encoder: {', '.join(ENCODER_NAMES)}, or timm:<model>",
+    )
+    group.add_argument(
+        "--pooling",
+        default=DEFAULTS["pooling"],
+        choices=list(POOLINGS),
+        help="how the trained network combines its slices (--readout network)",
     )
     group.add_argument(
         "--position-embedding",
         default=DEFAULTS["position_embedding"],
-        choices=["none", "learned", "sinusoidal"],
+        choices=["none", *(p for p in POSITION_EMBEDDINGS if p is not None)],
+        help="slice-index embedding of the trained network (--readout network)",
     )
     _feature_options(group)
 
@@ -330,35 +563,64 @@ def _feature_options(group) -> None:
     group.add_argument(
         "--feature-layer",
         default="auto",
-        help="encoder layer the slice features come from, e.g. blocks.3 (efficientnet_lite0) "
-        "or layer3 (resnet); 'last' takes the whole encoder; 'auto' (default) is blocks.3 "
-        "for efficientnet_lite0 (best on IXI, docs/results.md) and 'last' otherwise",
+        help="encoder layer the slice features come from, e.g. blocks.3 (efficientnet_lite*) "
+        "or layer3 (resnet); 'last' takes the whole encoder; 'auto' is blocks.3 "
+        "for the efficientnet_lite encoders (best on IXI, docs/results.md) and 'last' otherwise",
     )
     group.add_argument(
         "--feature-grid",
         type=_grid,
         default="auto",
-        help="average-pool each slice's feature map to this grid per side; 'auto' (default) "
-        "is 2 for efficientnet_lite0 and 1 otherwise",
+        help="average-pool each slice's feature map to this grid per side; 'auto' "
+        "is 2 for the efficientnet_lite encoders and 1 otherwise",
     )
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
+    from .nn import AXES
+
     group = parser.add_argument_group("model")
+    group.add_argument(
+        "--readout",
+        default=DEFAULTS["readout"],
+        choices=READOUTS,
+        help="ridge: a linear model (ridge; logistic regression for classes) on the frozen "
+        "slice features averaged over slices, its penalty chosen by internal CV; network: "
+        "the trained slice network (pooling, position embedding, head; --lr, --max-epochs)",
+    )
     _architecture_options(group)
-    group.add_argument("--weights", default="imagenet", help="imagenet, none, or a state-dict path")
+    group.add_argument(
+        "--weights", default="imagenet", help="encoder weights: imagenet, none, or a state dict"
+    )
     group.add_argument(
         "--freeze-encoder",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="keep the encoder fixed (slice features are computed once)",
+        help="keep the encoder fixed (slice features are computed once; --readout network)",
     )
-    group.add_argument("--axis", default="sagittal", choices=["sagittal", "coronal", "axial"])
-    group.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-    group.add_argument("--max-epochs", type=int, default=DEFAULTS["max_epochs"])
-    group.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    group.add_argument(
+        "--axis",
+        nargs="+",
+        default=DEFAULTS["axis"],
+        choices=list(AXES),
+        help="slicing axis; several join their features (--readout ridge)",
+    )
+    group.add_argument(
+        "--lr", type=float, default=DEFAULTS["lr"], help="learning rate (--readout network)"
+    )
+    group.add_argument(
+        "--max-epochs",
+        type=int,
+        default=DEFAULTS["max_epochs"],
+        help="training epochs (--readout network)",
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=DEFAULTS["batch_size"], help="volumes per batch"
+    )
+    group.add_argument("--seed", type=int, default=0, help="seed of training and of the CV folds")
+    group.add_argument(
+        "--workers", type=int, default=0, help="processes that read and preprocess scans"
+    )
     group.add_argument("--verbose", action="store_true", help="print skorch's epoch table")
     _progress_option(group)
     prep = parser.add_argument_group("preprocessing")
@@ -368,32 +630,78 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         help="target grid: mni152, mni152_91x109x91, or none (keep the scans' grid)",
     )
     prep.add_argument(
-        "--registration",
-        action="store_true",
-        help="affine registration to the template (needs slicelearn[registration])",
+        "--skull-strip",
+        default=DEFAULTS["skull_strip"],
+        choices=["none", "deepbet"],
+        help="brain extraction of scans without a given mask (deepbet: offline, about 2-7 s a "
+        "scan, pip install 'slicelearn[skullstrip]'); none keeps the whole head, whose skull, "
+        "face and size then reach the model",
     )
-    prep.add_argument("--cache-dir", default="auto", help="preprocessed-volume cache")
+    prep.add_argument(
+        "--registration",
+        nargs="?",
+        const="affine",
+        default=DEFAULTS["registration"],
+        choices=["none", "rigid", "affine"],
+        help="registration to the template: rigid keeps head and brain size, affine scales "
+        "them to the template's; scans already on the template grid are not registered again",
+    )
+    prep.add_argument(
+        "--registration-backend",
+        default=DEFAULTS["registration_backend"],
+        choices=["ants", "dipy"],
+        help="ants: about 4 s a scan, for brain-extracted scans "
+        "(pip install 'slicelearn[registration-ants]'); dipy: about 40 s, also whole heads "
+        "(pip install 'slicelearn[registration]')",
+    )
+    prep.add_argument(
+        "--cache-dir",
+        default="auto",
+        help="preprocessed-volume cache: auto ($SLICELEARN_DATA/cache), a folder, or none",
+    )
 
 
 def _data_options(parser: argparse.ArgumentParser, target: bool) -> None:
-    parser.add_argument("--data", required=True, help="BIDS root, or CSV/TSV with a path column")
-    parser.add_argument("--path-column", default="path")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="BIDS root (masks are taken from derivatives/*/sub-*/anat/*_desc-brain_mask.nii* "
+        "when every scan has one), or a CSV/TSV table with a path column",
+    )
+    parser.add_argument("--path-column", default="path", help="table column of scan paths")
+    parser.add_argument(
+        "--mask-column", default=None, help="table column of brain-mask paths (optional)"
+    )
     if target:
         parser.add_argument("--target", required=True, help="target column, e.g. age")
         parser.add_argument(
-            "--task", default="auto", choices=["auto", "regression", "classification"]
+            "--task",
+            default="auto",
+            choices=["auto", "regression", "classification"],
+            help="auto: regression for numbers with more than 10 values, else classes",
         )
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, with the help text wrapped as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``slicelearn`` command."""
     parser = argparse.ArgumentParser(
-        prog="slicelearn", description="Position-encoded 2D-slice models for 3D MRI."
+        prog="slicelearn",
+        description="Position-encoded 2D-slice models for 3D MRI.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"slicelearn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    fit = commands.add_parser("fit", help="train a model and save it")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help, description=help, formatter_class=_HelpFormatter
+        )
+
+    fit = command("fit", "train a model on a cohort and save it")
     _data_options(fit, target=True)
     fit.add_argument(
         "--out", required=True, help="model file to write (a safe .slm file, no pickle)"
@@ -402,24 +710,30 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(fit)
     fit.set_defaults(handler=cmd_fit)
 
-    predict = commands.add_parser("predict", help="predict with a saved model")
-    predict.add_argument("--model", required=True)
+    predict = command("predict", "predict with a saved model")
+    predict.add_argument("--model", required=True, help="model file written by 'slicelearn fit'")
     _data_options(predict, target=False)
     predict.add_argument("--out", required=True, help="CSV of predictions to write")
     predict.set_defaults(handler=cmd_predict)
 
-    evaluate = commands.add_parser("evaluate", help="cross-validated metrics")
+    evaluate = command("evaluate", "cross-validated metrics, next to a baseline")
     _data_options(evaluate, target=True)
-    evaluate.add_argument("--cv", type=int, default=5)
+    evaluate.add_argument("--cv", type=int, default=5, help="number of folds")
+    evaluate.add_argument(
+        "--group-column",
+        default=None,
+        help="table column naming each scan's subject, so that no subject is on both sides "
+        "of a split (default: participant_id; BIDS: the participant)",
+    )
     evaluate.add_argument("--report", help="report folder (metrics, figures)")
     _model_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    demo = commands.add_parser("demo", help="fit and evaluate on a built-in simulated cohort")
+    demo = command("demo", "fit and evaluate on a built-in simulated cohort")
     demo.add_argument("--n-subjects", type=int, default=240, help="simulated subjects")
-    demo.add_argument("--max-epochs", type=int, default=100)
+    demo.add_argument("--max-epochs", type=int, default=100, help="training epochs")
     _architecture_options(demo)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the simulation and training")
     demo.add_argument("--report", default="slicelearn-demo-report", help="report folder")
     _progress_option(demo)
     demo.set_defaults(handler=cmd_demo)
@@ -434,9 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (UsageError, FileNotFoundError, ValueError) as exc:
-        # Bad input (a missing scan, a malformed table, a wrong option value):
-        # one line naming the problem, not a traceback.
+    except (UsageError, FileNotFoundError, ValueError, ImportError) as exc:
+        # Bad input (a missing scan, a malformed table, a wrong option value,
+        # a missing optional extra): one line naming the problem, not a traceback.
         print(f"slicelearn: error: {exc}", file=sys.stderr)
         return 2
 

@@ -157,6 +157,28 @@ class _SliceLinearReadout(BaseEstimator):
             parts.append(features.mean(dim=1).double().numpy())
         return np.concatenate(parts, axis=1)
 
+    def slice_importance(self, X: Any) -> np.ndarray:
+        """How much each slice of the first axis moves the readout, ``(n, S)``.
+
+        The readout is linear in the slice average, so a prediction is a sum
+        of per-slice terms; this is each slice's term, centred on the training
+        features' mean, in absolute value (output units, divided by the slice
+        count). For a classifier it is the term of the first logit.
+        """
+        check_is_fitted(self, "coef_")
+        volumes = self._volumes(X, reset=False)
+        net = self._nets[0] if hasattr(self, "_nets") else self._encoders()[0]
+        features = (
+            shared_feature_cache()
+            .features(net, volumes, batch_size=self.batch_size, device=self.device)
+            .double()
+            .numpy()
+        )
+        width = features.shape[2]
+        coef = np.atleast_2d(self.coef_)[0, :width] / self.feature_scale_[:width]
+        centred = features - self.feature_mean_[:width]
+        return np.abs(centred @ coef) / features.shape[1]
+
     def _standardized(self, features: np.ndarray) -> np.ndarray:
         return (features - self.feature_mean_) / self.feature_scale_
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 __all__ = ["classification_metrics", "regression_metrics", "write_report"]
 
@@ -26,7 +25,10 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "mae": float(mean_absolute_error(y_true, y_pred)),
         "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
         "r2": float(r2_score(y_true, y_pred)),
-        "pearson_r": float(np.corrcoef(y_true, y_pred)[0, 1]) if len(y_true) > 1 else float("nan"),
+        # Undefined for a constant prediction (the training-mean baseline).
+        "pearson_r": float(np.corrcoef(y_true, y_pred)[0, 1])
+        if len(y_true) > 1 and np.ptp(y_pred) > 0 and np.ptp(y_true) > 0
+        else float("nan"),
     }
 
 
@@ -52,24 +54,41 @@ def classification_metrics(
     return metrics
 
 
-def _slice_profile(estimator: Any, X: Any, max_subjects: int = 16) -> np.ndarray:
-    """Mean slice importance of the first subjects, normalised to sum 1.
+def _slice_profile(estimator: Any, X: Any, max_subjects: int = 16) -> tuple[np.ndarray, str]:
+    """Mean slice importance of the first subjects, normalised to sum 1, and its method.
 
     Attention weights with attention pooling, leave-one-slice-out otherwise
-    (see :mod:`slicelearn.inspection`).
+    (see :mod:`slicelearn.inspection`); each slice's term of a linear readout.
     """
-    from .inspection import slice_importance
+    subset = X[: min(len(X), max_subjects)]
+    if hasattr(estimator, "slice_importance"):
+        importance = estimator.slice_importance(subset).mean(axis=0)
+        how = (
+            "each slice's term in the linear readout (its features' deviation from the "
+            "training mean, times the weights), in absolute value"
+        )
+    else:
+        from .inspection import slice_importance
 
-    method = "attention" if estimator.pooling == "attention" else "occlusion"
-    importance = slice_importance(estimator, X[: min(len(X), max_subjects)], method).mean(axis=0)
+        method = "attention" if estimator.pooling == "attention" else "occlusion"
+        importance = slice_importance(estimator, subset, method).mean(axis=0)
+        how = (
+            "the attention pooling's weight of each slice"
+            if method == "attention"
+            else "how far the prediction moves when the slice is left out"
+        )
     total = importance.sum()
-    return importance / total if total > 0 else importance
+    return (importance / total if total > 0 else importance), how
 
 
-def _volume_batch(estimator: Any, X: Any, max_subjects: int) -> torch.Tensor:
-    """The first volumes of X as one tensor, read the way the estimator reads them."""
-    dataset = estimator.volume_dataset(X[: min(len(X), max_subjects)])
-    return torch.stack([torch.as_tensor(np.asarray(dataset[i][0])) for i in range(len(dataset))])
+def _volume_batch(estimator: Any, X: Any, max_subjects: int) -> np.ndarray:
+    """The first volumes of X as one array, read the way the estimator reads them."""
+    subset = X[: min(len(X), max_subjects)]
+    if hasattr(estimator, "volume_dataset"):
+        dataset = estimator.volume_dataset(subset)
+        return np.stack([np.asarray(dataset[i][0]) for i in range(len(dataset))])
+    volumes = estimator._volumes(subset, reset=False)
+    return np.stack([np.asarray(volumes[i], dtype=np.float32) for i in range(len(volumes))])
 
 
 def _learning_curves(history: Any, path: Path) -> None:
@@ -89,7 +108,11 @@ def _learning_curves(history: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _importance_map(importance: np.ndarray, mean_volume: np.ndarray, axis: str, path: Path) -> None:
+def _importance_map(
+    importance: np.ndarray, mean_volume: np.ndarray, axis: str, how: str, path: Path
+) -> None:
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     from .nn.slicenet import slice_axis_dim
@@ -102,15 +125,22 @@ def _importance_map(importance: np.ndarray, mean_volume: np.ndarray, axis: str, 
         dim -= 1
     image = image if dim == 1 else image.T
     overlay = np.broadcast_to(importance[None, :], image.shape)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), height_ratios=[2, 1], sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6.5), height_ratios=[2, 1], sharex=True)
     top.imshow(image, cmap="gray", aspect="auto", origin="lower")
-    top.imshow(overlay, cmap="hot", alpha=0.45, aspect="auto", origin="lower")
-    top.set_title(f"slice importance ({axis} slices)")
+    shown = top.imshow(overlay, cmap="hot", alpha=0.45, aspect="auto", origin="lower")
+    fig.colorbar(shown, ax=[top, bottom], label="share of importance", shrink=0.8)
+    top.set_title(f"slice importance ({axis} slices, mean of the first subjects)")
     top.set_yticks([])
     bottom.bar(np.arange(len(importance)), importance, color="tab:red")
     bottom.set_xlabel(f"{axis} slice index")
     bottom.set_ylabel("importance")
-    fig.tight_layout()
+    fig.text(
+        0.02,
+        0.01,
+        "\n".join(textwrap.wrap(f"Importance: {how}; shares sum to 1.", 95)),
+        fontsize=7,
+    )
+    fig.subplots_adjust(bottom=0.14)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -124,7 +154,11 @@ def write_report(
     metrics: dict[str, Any],
     ids: list[str] | None = None,
 ) -> Path:
-    """Write metrics, predictions and figures of a fitted estimator to ``folder``."""
+    """Write metrics, predictions and figures of a fitted estimator to ``folder``.
+
+    ``estimator`` is a slice network or a linear readout (which has no
+    learning curves).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,10 +208,12 @@ def write_report(
         fig.savefig(folder / figure_name, dpi=120)
     plt.close(fig)
 
-    if len(estimator.history):
-        _learning_curves(estimator.history, folder / "learning_curves.png")
-    importance = _slice_profile(estimator, X)
-    mean_volume = _volume_batch(estimator, X, 16).mean(0).numpy()
-    _importance_map(importance, mean_volume, estimator.axis, folder / "slice_importance.png")
+    history = getattr(estimator, "history", None)
+    if history is not None and len(history):
+        _learning_curves(history, folder / "learning_curves.png")
+    importance, how = _slice_profile(estimator, X)
+    mean_volume = _volume_batch(estimator, X, 16).mean(0)
+    axis = estimator.axis if isinstance(estimator.axis, str) else estimator.axis[0]
+    _importance_map(importance, mean_volume, axis, how, folder / "slice_importance.png")
     np.savetxt(folder / "slice_importance.csv", importance, delimiter=",", header="importance")
     return folder

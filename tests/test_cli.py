@@ -16,7 +16,19 @@ from slicelearn import __version__
 from slicelearn.cli import _features, build_parser, main
 from slicelearn.model_files import model_info
 
-FAST = ["--max-epochs", "2", "--grid", "none", "--cache-dir", "none", "--no-progress"]
+FAST = [
+    "--max-epochs",
+    "2",
+    "--grid",
+    "none",
+    "--cache-dir",
+    "none",
+    "--no-progress",
+    "--skull-strip",
+    "none",
+    "--registration",
+    "none",
+]
 
 
 @pytest.fixture
@@ -30,35 +42,24 @@ def cohort(tmp_path):
     return table
 
 
-def test_fit_predict_and_report(cohort, tmp_path, capsys):
+@pytest.mark.parametrize("readout", ["ridge", "network"])
+def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     model = tmp_path / "model.slm"
     report = tmp_path / "report"
-    assert (
-        main(
-            [
-                "fit",
-                "--data",
-                str(cohort),
-                "--target",
-                "age",
-                "--out",
-                str(model),
-                "--report",
-                str(report),
-                *FAST,
-            ]
-        )
-        == 0
-    )
-    assert model.is_file() and "Saved the model" in capsys.readouterr().out
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--report", report]
+    assert main([str(a) for a in [*argv, "--readout", readout, *FAST]]) == 0
+    out = capsys.readouterr().out
+    assert model.is_file() and "Saved the model" in out and "for predicting the training" in out
+    assert model.stat().st_mode & 0o777 == 0o644  # readable by the group, as other tools write
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["n"] == 20 and metrics["mae"] >= 0
-    for name in (
-        "predicted_vs_true.png",
-        "learning_curves.png",
-        "slice_importance.png",
-        "predictions.csv",
-    ):
+    assert metrics["baseline"]["mae"] == pytest.approx(
+        np.mean(np.abs(np.linspace(25, 75, 20) - 50))
+    )
+    figures = ["predicted_vs_true.png", "slice_importance.png", "predictions.csv"]
+    if readout == "network":
+        figures.append("learning_curves.png")
+    for name in figures:
         assert (report / name).stat().st_size > 0, name
     importance = np.loadtxt(report / "slice_importance.csv", delimiter=",")
     assert importance.shape == (6,) and importance.sum() == pytest.approx(1.0)
@@ -67,6 +68,8 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys):
     assert main(["predict", "--model", str(model), "--data", str(cohort), "--out", str(out)]) == 0
     predictions = pd.read_csv(out)
     assert len(predictions) == 20 and np.isfinite(predictions["predicted_age"]).all()
+    # Rows keep the table's ids (its line numbers here: the table has no participant_id).
+    assert predictions["participant_id"].tolist()[:2] == ["line 2", "line 3"]
     # The model file is a safe one (no pickle), and the model read back from it
     # predicts what the fitted model did.
     assert zipfile.is_zipfile(model)
@@ -99,7 +102,8 @@ def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
         == 0
     )
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert metrics["split"] == "2-fold cross-validation" and 0 <= metrics["roc_auc"] <= 1
+    assert metrics["split"] == "2-fold cross-validation, grouped by subject"
+    assert 0 <= metrics["roc_auc"] <= 1 and metrics["baseline"]["roc_auc"] == 0.5
     assert metrics["classes"] == ["F", "M"]
     assert (report / "roc.png").stat().st_size > 0
 
