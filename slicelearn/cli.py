@@ -1,4 +1,4 @@
-"""The ``slicelearn`` command line: fit, predict, evaluate, demo.
+"""The ``slicelearn`` command line: preprocess, fit, predict, evaluate, demo.
 
 For users who do not write Python. ``--data`` is a BIDS root or a CSV/TSV
 table with a ``path`` column; every command that trains writes a report
@@ -226,15 +226,38 @@ def _load(args: argparse.Namespace, target: str | list[str]):
         raise UsageError(str(exc)) from exc
 
 
-def _preprocess_all(preprocessing: Any, cohort, workers: int) -> None:
-    """Preprocess (and cache) every scan up front, with a counter a person can follow."""
-    if preprocessing is None or preprocessing.cache_dir is None:
+def _preprocess_all(preprocessing: Any, cohort, workers: int, qc: str | None = None) -> None:
+    """Preprocess (and cache) every scan up front, with a counter a person can follow;
+    then write the QC folder if asked."""
+    if preprocessing is None:
+        if qc:
+            raise UsageError("--qc needs a template grid (--grid mni152).")
         return
+    fitted = clone(preprocessing).fit(cohort.paths)
+    if preprocessing.cache_dir is not None:
+        _count_through(fitted, cohort, workers)
+    if qc:
+        from .qc import write_qc
+
+        table = write_qc(qc, fitted, cohort.paths, cohort.ids)
+        flagged = table.loc[table["flagged"], "id"].tolist()
+        print(
+            f"QC: {Path(qc) / 'index.html'}; {len(flagged)} of {len(table)} scans flagged"
+            + (
+                f" ({', '.join(flagged[:10])}{', ...' if len(flagged) > 10 else ''})"
+                if flagged
+                else ""
+            ),
+            file=sys.stderr,
+        )
+
+
+def _count_through(fitted: Any, cohort, workers: int) -> None:
     from torch.utils.data import DataLoader
 
     from .data import VolumeDataset
 
-    volumes = clone(preprocessing).fit(cohort.paths).transform(cohort.paths)
+    volumes = fitted.transform(cohort.paths)
     loader = DataLoader(VolumeDataset(volumes), batch_size=None, num_workers=workers)
     start = time.perf_counter()
     total = len(cohort.paths)
@@ -249,6 +272,12 @@ def _preprocess_all(preprocessing: Any, cohort, workers: int) -> None:
         print(("\r" + line) if terminal else line, end="" if terminal else "\n", file=sys.stderr)
     if terminal:
         print(file=sys.stderr)
+
+
+def _dumps(metrics: dict) -> str:
+    from .report import json_ready
+
+    return json.dumps(json_ready(metrics))
 
 
 def _metrics(regression: bool, y: np.ndarray, prediction: np.ndarray) -> dict:
@@ -307,7 +336,7 @@ def _prepared(args: argparse.Namespace):
         f"{_recipe(preprocessing, cohort)}.",
         file=sys.stderr,
     )
-    _preprocess_all(preprocessing, cohort, args.workers)
+    _preprocess_all(preprocessing, cohort, args.workers, getattr(args, "qc", None))
     return cohort, y, regression, preprocessing
 
 
@@ -340,7 +369,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
     print(
         f"Saved the model to {args.out}. On the training scans: {line} (training-set figures "
-        f"flatter a model: use 'slicelearn evaluate' for honest ones). {json.dumps(metrics)}"
+        f"flatter a model: use 'slicelearn evaluate' for honest ones). {_dumps(metrics)}"
     )
     return 0
 
@@ -454,7 +483,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         estimator.fit(cohort.paths, y)
         write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
     print(f"Cross-validated: {line}.", file=sys.stderr)
-    print(json.dumps(metrics))
+    print(_dumps(metrics))
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    cohort = _load(args, [])
+    _check_extras(args, masked=cohort.masks is not None)
+    args.cache_dir = args.cache_dir if args.cache_dir != "auto" else str(Path(args.out) / "cache")
+    preprocessing = _preprocessing(args, cohort)
+    if preprocessing is None:
+        raise UsageError("Nothing to do: give a --grid, masks or --skull-strip.")
+    print(
+        f"slicelearn {__version__}: preprocessing {len(cohort.paths)} scans: "
+        f"{_recipe(preprocessing, cohort)}; cache: {preprocessing.cache_dir}.",
+        file=sys.stderr,
+    )
+    qc = str(Path(args.out) / "qc") if args.qc else None
+    _preprocess_all(preprocessing, cohort, args.workers, qc)
     return 0
 
 
@@ -623,6 +669,10 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--verbose", action="store_true", help="print skorch's epoch table")
     _progress_option(group)
+    _preprocessing_options(parser)
+
+
+def _preprocessing_options(parser: argparse.ArgumentParser) -> None:
     prep = parser.add_argument_group("preprocessing")
     prep.add_argument(
         "--grid",
@@ -707,8 +757,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="model file to write (a safe .slm file, no pickle)"
     )
     fit.add_argument("--report", help="report folder (metrics, figures)")
+    fit.add_argument("--qc", help="also write preprocessing QC pictures and measures here")
     _model_options(fit)
     fit.set_defaults(handler=cmd_fit)
+
+    preprocess = command(
+        "preprocess", "preprocess and cache a cohort, with QC pictures and measures"
+    )
+    _data_options(preprocess, target=False)
+    preprocess.add_argument(
+        "--out", required=True, help="folder for the cache (unless --cache-dir) and qc/"
+    )
+    preprocess.add_argument(
+        "--qc", action="store_true", help="write qc/: a PNG per scan, qc.csv and index.html"
+    )
+    preprocess.add_argument(
+        "--workers", type=int, default=0, help="processes that read and preprocess scans"
+    )
+    _preprocessing_options(preprocess)
+    preprocess.set_defaults(handler=cmd_preprocess)
 
     predict = command("predict", "predict with a saved model")
     predict.add_argument("--model", required=True, help="model file written by 'slicelearn fit'")
@@ -726,6 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
         "of a split (default: participant_id; BIDS: the participant)",
     )
     evaluate.add_argument("--report", help="report folder (metrics, figures)")
+    evaluate.add_argument("--qc", help="also write preprocessing QC pictures and measures here")
     _model_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 

@@ -74,7 +74,7 @@ _READOUTS = (
     "slicelearn.readout.SliceLinearClassifier",
 )
 _ESTIMATORS = _NETWORKS + _READOUTS
-_READOUT_ARRAYS = ("feature_mean_", "feature_scale_", "coef_", "intercept_")
+_READOUT_ARRAYS = ("feature_mean_", "feature_scale_", "coef_", "intercept_", "slice_feature_mean_")
 _READOUT_VALUES = ("volume_shape_", "encoder_digest_", "n_features_", "alpha_", "C_")
 # Fitted attributes stored in config.json (the network is in the weights).
 _FITTED = (

@@ -154,16 +154,23 @@ class _SliceLinearReadout(BaseEstimator):
                 device=self.device,
                 num_workers=self.num_workers,
             )
+            if reset and not parts:
+                # Per-slice training means of the first axis: each slice's term in
+                # the readout is then zero for a slice like the cohort's (slice_importance).
+                self.slice_feature_mean_ = features.double().mean(dim=0).numpy()
             parts.append(features.mean(dim=1).double().numpy())
         return np.concatenate(parts, axis=1)
 
     def slice_importance(self, X: Any) -> np.ndarray:
         """How much each slice of the first axis moves the readout, ``(n, S)``.
 
-        The readout is linear in the slice average, so a prediction is a sum
-        of per-slice terms; this is each slice's term, centred on the training
-        features' mean, in absolute value (output units, divided by the slice
-        count). For a classifier it is the term of the first logit.
+        The readout is linear in the slice average, so a prediction's
+        deviation from the training cohort's mean prediction is a sum of
+        per-slice terms: each slice's features minus the training mean of
+        that slice's features, times the weights, over the slice count. This
+        returns those terms in absolute value (output units; for a classifier,
+        of the first logit). Slices that look like the cohort's (empty border
+        slices, for one) score zero.
         """
         check_is_fitted(self, "coef_")
         volumes = self._volumes(X, reset=False)
@@ -174,10 +181,14 @@ class _SliceLinearReadout(BaseEstimator):
             .double()
             .numpy()
         )
+        if features.shape[1:] != self.slice_feature_mean_.shape:
+            raise ValueError(
+                f"X has {features.shape[1]} {_axes(self.axis)[0]} slices; the model was fitted "
+                f"on {self.slice_feature_mean_.shape[0]}."
+            )
         width = features.shape[2]
         coef = np.atleast_2d(self.coef_)[0, :width] / self.feature_scale_[:width]
-        centred = features - self.feature_mean_[:width]
-        return np.abs(centred @ coef) / features.shape[1]
+        return np.abs((features - self.slice_feature_mean_) @ coef) / features.shape[1]
 
     def _standardized(self, features: np.ndarray) -> np.ndarray:
         return (features - self.feature_mean_) / self.feature_scale_

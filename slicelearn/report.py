@@ -14,7 +14,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics", "write_report"]
+__all__ = ["classification_metrics", "json_ready", "regression_metrics", "write_report"]
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, so that it is valid JSON."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -65,7 +76,7 @@ def _slice_profile(estimator: Any, X: Any, max_subjects: int = 16) -> tuple[np.n
         importance = estimator.slice_importance(subset).mean(axis=0)
         how = (
             "each slice's term in the linear readout (its features' deviation from the "
-            "training mean, times the weights), in absolute value"
+            "training cohort's at that slice, times the weights), in absolute value"
         )
     else:
         from .inspection import slice_importance
@@ -125,22 +136,18 @@ def _importance_map(
         dim -= 1
     image = image if dim == 1 else image.T
     overlay = np.broadcast_to(importance[None, :], image.shape)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6.5), height_ratios=[2, 1], sharex=True)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(6.5, 6.8), height_ratios=[2, 1], sharex=True, layout="constrained"
+    )
     top.imshow(image, cmap="gray", aspect="auto", origin="lower")
     shown = top.imshow(overlay, cmap="hot", alpha=0.45, aspect="auto", origin="lower")
     fig.colorbar(shown, ax=[top, bottom], label="share of importance", shrink=0.8)
     top.set_title(f"slice importance ({axis} slices, mean of the first subjects)")
     top.set_yticks([])
     bottom.bar(np.arange(len(importance)), importance, color="tab:red")
-    bottom.set_xlabel(f"{axis} slice index")
+    caption = "\n".join(textwrap.wrap(f"Importance: {how}; shares sum to 1.", 80))
+    bottom.set_xlabel(f"{axis} slice index\n\n{caption}", fontsize=8)
     bottom.set_ylabel("importance")
-    fig.text(
-        0.02,
-        0.01,
-        "\n".join(textwrap.wrap(f"Importance: {how}; shares sum to 1.", 95)),
-        fontsize=7,
-    )
-    fig.subplots_adjust(bottom=0.14)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -167,7 +174,7 @@ def write_report(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (folder / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2))
     is_classifier = prediction.ndim == 2
     table = pd.DataFrame({"id": ids if ids is not None else range(len(y_true)), "true": y_true})
     if is_classifier:

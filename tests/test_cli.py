@@ -217,3 +217,83 @@ def test_feature_options_default_to_the_recommendation_for_the_encoder(options, 
         ["fit", "--data", "t.csv", "--target", "age", "--out", "m", *options]
     )
     assert _features(args) == expected
+
+
+def test_missing_extra_exits_2_in_one_line(cohort, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_deepbet(name, *args, **kwargs):
+        if name == "deepbet" or name.startswith("deepbet."):
+            raise ImportError("No module named 'deepbet'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_deepbet)
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", tmp_path / "m.slm"]
+    code, error = _exit_code_and_error(capsys, *argv, "--grid", "none", "--registration", "none")
+    assert code == 2
+    assert error.count("\n") == 1 and "pip install 'slicelearn[skullstrip]'" in error
+
+
+def test_evaluate_keeps_each_subject_on_one_side_and_compares_with_the_mean(
+    tmp_path, capsys, monkeypatch
+):
+    import slicelearn.cli as cli
+
+    paths = write_scans(tmp_path, n=12, shape=(6, 34, 33))
+    subjects = [f"s{i // 2}" for i in range(12)]  # two sessions per subject
+    table = tmp_path / "sessions.csv"
+    pd.DataFrame({"path": paths, "age": np.linspace(30, 70, 12), "subject": subjects}).to_csv(
+        table, index=False
+    )
+    seen = []
+    original = cli._folds
+
+    def recording(*args):
+        folds = original(*args)
+        seen.extend(folds)
+        return folds
+
+    monkeypatch.setattr(cli, "_folds", recording)
+    argv = ["evaluate", "--data", table, "--target", "age", "--cv", "3"]
+    code = main([str(a) for a in [*argv, "--group-column", "subject", *FAST]])
+    captured = capsys.readouterr()
+    assert code == 0 and len(seen) == 3
+    for train, test in seen:
+        assert not {subjects[i] for i in train} & {subjects[i] for i in test}
+    metrics = json.loads(captured.out.strip().splitlines()[-1])
+    assert metrics["subjects"] == 6 and "baseline" in metrics
+    # Random noise volumes carry no age: the command says the model learned nothing.
+    assert "not better than the baseline" in captured.err
+
+
+def test_preprocess_writes_qc_pictures_measures_and_page(tmp_path, capsys):
+    import nibabel as nib
+
+    from slicelearn.data import template_image
+
+    # Scans on the template grid: the template itself, and one shifted far off.
+    template = template_image("mni152")
+    data = np.asarray(template.get_fdata(), dtype=np.float32)
+    paths = []
+    for index, shift in enumerate([0, 0, 0, 0, 30]):
+        path = tmp_path / f"sub-{index}_T1w.nii.gz"
+        nib.save(nib.Nifti1Image(np.roll(data, shift, axis=1) + index, template.affine), path)
+        paths.append(str(path))
+    table = tmp_path / "scans.csv"
+    pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(5)], "path": paths}).to_csv(
+        table, index=False
+    )
+    argv = ["preprocess", "--data", table, "--out", tmp_path / "prep", "--qc"]
+    code = main([str(a) for a in [*argv, "--skull-strip", "none", "--registration", "none"]])
+    assert code == 0
+    qc = pd.read_csv(tmp_path / "prep" / "qc" / "qc.csv")
+    assert qc["id"].tolist() == [f"sub-{i}" for i in range(5)]
+    assert qc["flagged"].tolist() == [False, False, False, False, True]
+    assert qc.loc[0, "correlation_template"] > 0.99
+    for picture in qc["picture"]:
+        assert (tmp_path / "prep" / "qc" / picture).stat().st_size > 0
+    page = (tmp_path / "prep" / "qc" / "index.html").read_text()
+    assert "5 scans, 1 flagged" in page and page.index("sub-4") < page.index("sub-0")
+    assert "1 of 5 scans flagged (sub-4)" in capsys.readouterr().err

@@ -109,3 +109,50 @@ def test_dipy_registers_whole_head_scans_with_the_template_mask():
     mni_brain = template_image("mni152", brain_mask=True).get_fdata() > 0.5
     assert warped.shape == (99, 117, 95)
     assert _dice(warped.get_fdata() > 0.5, mni_brain) > 0.85
+
+
+def test_deepbet_masks_agree_with_dlmuse():
+    import nibabel as nib
+
+    from slicelearn.data import brain_mask
+
+    paths, masks = _scan_and_mask(2)
+    for path in paths:
+        mask = brain_mask(path)
+        scan = nib.load(path)
+        assert mask.shape == scan.shape and np.allclose(mask.affine, scan.affine)
+        reference = np.asarray(nib.load(masks[path]).dataobj) > 0
+        assert _dice(np.asarray(mask.dataobj) > 0, reference) > 0.9
+
+
+def test_command_line_on_five_raw_scans(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from slicelearn.cli import main
+
+    paths, ages = _participants(5)
+    table = tmp_path / "raw.tsv"
+    pd.DataFrame(
+        {
+            "participant_id": [Path(p).name.split("_T1w")[0] for p in paths],
+            "path": paths,
+            "age": ages,
+        }
+    ).to_csv(table, sep="\t", index=False)
+    cache = tmp_path / "cache"
+    argv = ["--data", table, "--cache-dir", cache, "--no-progress"]
+    fit = ["fit", "--target", "age", "--out", tmp_path / "age.slm", "--qc", tmp_path / "qc"]
+    assert main([str(a) for a in [*fit, *argv, "--report", tmp_path / "report"]]) == 0
+    qc = pd.read_csv(tmp_path / "qc" / "qc.csv")
+    assert len(qc) == 5 and (qc["dice_template_brain"] > 0.9).all()
+    assert (tmp_path / "qc" / "index.html").is_file()
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert "skull-stripped (deepbet), affine registration" in metrics["preprocessing"]
+    out = tmp_path / "predicted.csv"
+    predict = ["predict", "--model", tmp_path / "age.slm", "--data", table, "--out", out]
+    assert main([str(a) for a in predict]) == 0
+    predicted = pd.read_csv(out)
+    assert predicted["participant_id"].tolist() == qc["id"].tolist()
+    np.testing.assert_allclose(predicted["predicted_age"], ages, atol=1.0)  # the training scans
