@@ -362,7 +362,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     # The progress bar reports training only; a safe model file stores no callbacks.
     if args.readout == "network":
         estimator.set_params(callbacks=None)
-    save_model(estimator, args.out, metadata={"target": args.target})
+    metadata = {"target": args.target, "training_scans": _training_ranges(cohort.paths)}
+    save_model(estimator, args.out, metadata=metadata)
     if args.report:
         from .report import write_report
 
@@ -372,6 +373,42 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"flatter a model: use 'slicelearn evaluate' for honest ones). {_dumps(metrics)}"
     )
     return 0
+
+
+def _scan_profile(path: str) -> dict[str, list[float]]:
+    """Voxel size, field of view (mm) and the 99th intensity percentile of a raw scan."""
+    import nibabel as nib
+
+    image = nib.as_closest_canonical(nib.load(path))
+    voxel = [float(v) for v in image.header.get_zooms()[:3]]
+    fov = [float(n * v) for n, v in zip(image.shape[:3], voxel)]
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    return {"voxel_mm": voxel, "fov_mm": fov, "p99": [float(np.percentile(data, 99))]}
+
+
+def _training_ranges(paths: list[str]) -> dict[str, list[list[float]]]:
+    """Per measure of :func:`_scan_profile`, its [min, max] over the training scans."""
+    profiles = [_scan_profile(p) for p in paths]
+    return {
+        key: [[min(v), max(v)] for v in zip(*(prof[key] for prof in profiles))]
+        for key in profiles[0]
+    }
+
+
+#: How far beyond the training range a scan may be before predict warns (a factor).
+_RANGE_TOLERANCE = {"voxel_mm": 1.25, "fov_mm": 1.25, "p99": 2.0}
+
+
+def _unlike_training(path: str, ranges: dict) -> list[str]:
+    """What about a scan lies far outside the training scans' ranges."""
+    profile = _scan_profile(path)
+    found = []
+    for key, bounds in ranges.items():
+        factor = _RANGE_TOLERANCE.get(key, 1.5)
+        for value, (low, high) in zip(profile[key], bounds):
+            if value < low / factor or value > high * factor:
+                found.append(f"{key} {value:.3g} (training {low:.3g} to {high:.3g})")
+    return found
 
 
 def _baseline_on_training(regression: bool, y: np.ndarray) -> dict:
@@ -418,6 +455,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if preprocessor is not None and cohort.masks is not None:
         preprocessor.set_params(mask=dict(zip(cohort.paths, cohort.masks)))
         preprocessor.fit(cohort.paths)
+    ranges = info["metadata"].get("training_scans")
+    if ranges:
+        for scan_id, path in zip(cohort.ids, cohort.paths):
+            unlike = _unlike_training(path, ranges)
+            if unlike:
+                print(
+                    f"slicelearn: warning: {scan_id} is far from the training scans: "
+                    f"{'; '.join(unlike)}. Its prediction may not be trustworthy.",
+                    file=sys.stderr,
+                )
     try:
         prediction = _predict(estimator, regression, cohort.paths)
     except (FileNotFoundError, ValueError) as exc:

@@ -74,7 +74,8 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     # predicts what the fitted model did.
     assert zipfile.is_zipfile(model)
     info = model_info(model)
-    assert info["task"] == "regression" and info["metadata"] == {"target": "age"}
+    assert info["task"] == "regression" and info["metadata"]["target"] == "age"
+    assert info["metadata"]["training_scans"]["voxel_mm"] == [[2.0, 2.0]] * 3
     np.testing.assert_allclose(
         predictions["predicted_age"],
         pd.read_csv(report / "predictions.csv")["predicted"],
@@ -297,3 +298,21 @@ def test_preprocess_writes_qc_pictures_measures_and_page(tmp_path, capsys):
     page = (tmp_path / "prep" / "qc" / "index.html").read_text()
     assert "5 scans, 1 flagged" in page and page.index("sub-4") < page.index("sub-0")
     assert "1 of 5 scans flagged (sub-4)" in capsys.readouterr().err
+
+
+def test_predict_warns_about_scans_unlike_the_training_scans(cohort, tmp_path, capsys):
+    import nibabel as nib
+
+    model = tmp_path / "model.slm"
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", model, *FAST]
+    assert main([str(a) for a in argv]) == 0
+    odd = tmp_path / "odd_T1w.nii.gz"
+    scan = nib.load(pd.read_csv(cohort)["path"].map(lambda p: str(cohort.parent / p))[0])
+    nib.save(nib.Nifti1Image(np.asarray(scan.dataobj) * 10, scan.affine), odd)
+    table = tmp_path / "new.csv"
+    pd.DataFrame({"participant_id": ["odd-01"], "path": [str(odd)]}).to_csv(table, index=False)
+    capsys.readouterr()
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(model), "--data", str(table), "--out", str(out)]) == 0
+    error = capsys.readouterr().err
+    assert "odd-01 is far from the training scans: p99" in error and "voxel_mm" not in error
