@@ -29,6 +29,8 @@ PUBLIC_MODULES = [
     "slicelearn.report",
     "slicelearn.feature_cache",
     "slicelearn.cli",
+    "slicelearn.qc",
+    "slicelearn.readout",
 ]
 
 
