@@ -170,7 +170,13 @@ def _recipe(preprocessing: Any, cohort) -> str:
     return ", ".join(steps)
 
 
-def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any):
+#: Below this many scans the trained network gets no validation split: a fifth
+#: of a smaller cohort is too few scans to choose an epoch by (a pilot of 30
+#: restored an almost untrained model), so it trains for the fixed schedule.
+SMALL_COHORT = 100
+
+
+def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any, n_scans: int):
     from .estimators import SliceCNNClassifier, SliceCNNRegressor
     from .readout import SliceLinearClassifier, SliceLinearRegressor
 
@@ -189,7 +195,17 @@ def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any):
     if len(axes) > 1:
         raise UsageError("--readout network takes one --axis; several axes need --readout ridge.")
     kind = SliceCNNRegressor if regression else SliceCNNClassifier
+    split = {}
+    if n_scans < SMALL_COHORT:
+        split = {"train_split": None}
+        print(
+            f"slicelearn: {n_scans} scans are too few for a validation split to choose an "
+            f"epoch (under {SMALL_COHORT}): the network trains for all {args.max_epochs} "
+            "epochs on every training scan.",
+            file=sys.stderr,
+        )
     return kind(
+        **split,
         encoder=args.encoder,
         weights=weights,
         freeze_encoder=args.freeze_encoder,
@@ -342,7 +358,7 @@ def _prepared(args: argparse.Namespace):
 
 def cmd_fit(args: argparse.Namespace) -> int:
     cohort, y, regression, preprocessing = _prepared(args)
-    estimator = _estimator(args, regression, preprocessing)
+    estimator = _estimator(args, regression, preprocessing, len(cohort.paths))
     start = time.perf_counter()
     estimator.fit(cohort.paths, y)
     prediction = _predict(estimator, regression, cohort.paths)
@@ -502,7 +518,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     cohort, y, regression, preprocessing = _prepared(args)
     folds = _folds(args, regression, y, cohort.groups)
-    estimator = _estimator(args, regression, preprocessing)
+    # The training folds are what the network trains on.
+    n_train = min(len(train) for train, _ in folds)
+    estimator = _estimator(args, regression, preprocessing, n_train)
     start = time.perf_counter()
     method = "predict" if regression else "predict_proba"
     prediction = cross_val_predict(estimator, cohort.paths, y, cv=folds, method=method)
