@@ -21,6 +21,11 @@ and each appending JSON lines to ``--out`` as soon as a result exists:
     Readouts on those features, repeated 5-fold CV (``--repeats`` shuffles):
     ridge for age, logistic regression for sex; voxel ridge / logistic
     baselines on each route's volumes; combinations of axes and encoders.
+``package``
+    The command line's default model as the package runs it
+    (``SliceLinearRegressor`` / ``SliceLinearClassifier`` on ``--package-route``'s
+    volumes, ``--package-encoder``, ``--package-axes``), repeated CV, and
+    its fit time on all 136 scans (features included).
 ``head``
     The trained slice model (``SliceCNNRegressor``, frozen Lite0 ``blocks.3``
     2x2, mean pooling, no position embedding) on each route, 3 seeds, each
@@ -271,6 +276,65 @@ def voxel_matrix(volumes, route: str) -> np.ndarray:
     return np.stack([np.asarray(v, dtype=np.float32)[keep] for v in volumes])
 
 
+def step_package(args, paths, masks, work, ages, sexes, done) -> None:
+    from sklearn.metrics import mean_absolute_error, roc_auc_score
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+
+    from slicelearn import SliceLinearClassifier, SliceLinearRegressor
+    from slicelearn.feature_cache import shared_feature_cache
+
+    axes = tuple(args.package_axes)
+    config = {
+        "encoder": args.package_encoder,
+        "feature_layer": args.package_layer,
+        "feature_grid": 2,
+        "axis": axes[0] if len(axes) == 1 else axes,
+    }
+    key = f"package:{args.package_route}:{json.dumps(config, sort_keys=True)}"
+    if key in done:
+        return
+    volumes = np.asarray(
+        step_volumes(args.package_route, paths, masks, work, args.out, done), dtype=np.float32
+    )
+    shared_feature_cache().clear()
+    start = time.perf_counter()
+    SliceLinearRegressor(**config).fit(volumes, ages)
+    fit_seconds = time.perf_counter() - start  # encoding every scan included
+    maes, aucs = [], []
+    for repeat in range(args.repeats):
+        predicted = cross_val_predict(
+            SliceLinearRegressor(**config),
+            volumes,
+            ages,
+            cv=KFold(5, shuffle=True, random_state=repeat),
+        )
+        maes.append(mean_absolute_error(ages, predicted))
+        proba = cross_val_predict(
+            SliceLinearClassifier(**config),
+            volumes,
+            sexes,
+            cv=StratifiedKFold(5, shuffle=True, random_state=repeat),
+            method="predict_proba",
+        )[:, 1]
+        aucs.append(roc_auc_score(sexes, proba))
+    record(
+        args.out,
+        {
+            "key": key,
+            "step": "package",
+            "route": args.package_route,
+            **config,
+            "axis": list(axes),
+            "mae": round(float(np.mean(maes)), 3),
+            "mae_sd": round(float(np.std(maes)), 3),
+            "mae_per_repeat": [round(float(m), 3) for m in maes],
+            "sex_auc": round(float(np.mean(aucs)), 4),
+            "sex_auc_sd": round(float(np.std(aucs)), 4),
+            "fit_seconds_136_scans_2_threads": round(fit_seconds, 1),
+        },
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ixi", type=Path, default=IXI)
@@ -289,6 +353,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--limit", type=int, default=None, help="first N subjects (smoke test)")
+    parser.add_argument("--package-route", default="deepbet_affine")
+    parser.add_argument("--package-encoder", default="efficientnet_lite0")
+    parser.add_argument("--package-axes", nargs="+", default=["sagittal"])
+    parser.add_argument("--package-layer", default="blocks.3")
     args = parser.parse_args()
 
     import torch
@@ -406,6 +474,9 @@ def main() -> None:
                             **row,
                         },
                     )
+
+    if "package" in args.steps:
+        step_package(args, paths, masks, work, ages, sexes, done)
 
     if "head" in args.steps:
         from sklearn.metrics import mean_absolute_error

