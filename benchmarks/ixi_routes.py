@@ -227,6 +227,33 @@ def step_features(volumes, route, encoder, axis, mode, work: Path) -> dict[str, 
     return features
 
 
+class RowSpace:
+    """Projection onto the training rows' span: exact for L2-penalised linear models.
+
+    With more features than subjects, the optimal weights of ridge or L2
+    logistic regression lie in the span of the (centred) training rows, and the
+    penalty is invariant to rotating into that span's basis; fitting on the
+    n-dimensional coordinates gives the same predictions, much faster.
+    """
+
+    def fit(self, X, y=None):
+        _, _, vt = np.linalg.svd(np.asarray(X, dtype=np.float64), full_matrices=False)
+        self.basis_ = vt.T
+        return self
+
+    def transform(self, X):
+        return np.asarray(X, dtype=np.float64) @ self.basis_
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+    def get_params(self, deep=True):
+        return {}
+
+    def set_params(self, **params):
+        return self
+
+
 def repeated_scores(X, ages, sexes, repeats: int) -> dict:
     """Ridge (age) and logistic (sex) readouts, pooled per repeat of shuffled 5-fold CV."""
     from sklearn.linear_model import LogisticRegressionCV, RidgeCV
@@ -235,16 +262,24 @@ def repeated_scores(X, ages, sexes, repeats: int) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    def scaled():
+        # StandardScaler, then (for wide inputs) the exact row-space projection.
+        steps = [StandardScaler()]
+        if X.shape[1] > X.shape[0]:
+            steps.append(RowSpace())
+        return steps
+
     maes, rs, aucs = [], [], []
     for repeat in range(repeats):
-        ridge = make_pipeline(StandardScaler(), RidgeCV(np.logspace(-1, 7, 17)))
+        ridge = make_pipeline(*scaled(), RidgeCV(np.logspace(-1, 7, 17)))
         predicted = cross_val_predict(
             ridge, X, ages, cv=KFold(5, shuffle=True, random_state=repeat)
         )
         maes.append(mean_absolute_error(ages, predicted))
         rs.append(np.corrcoef(ages, predicted)[0, 1])
         logistic = make_pipeline(
-            StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-5, 1, 7), max_iter=2000)
+            *scaled(),
+            LogisticRegressionCV(Cs=np.logspace(-5, 1, 7), scoring="neg_log_loss", max_iter=5000),
         )
         proba = cross_val_predict(
             logistic,
@@ -385,95 +420,90 @@ def main() -> None:
         for route in args.routes:
             volumes[route] = step_volumes(route, paths, masks, work, args.out, done)
 
-    # Which feature sets: every route with Lite0 sagittal grey; on the variants
-    # route every encoder x axis x input mode.
+    # Which feature sets, most informative first: every route with Lite0
+    # sagittal grey; then, on the variants route, other axes, 2.5D input and
+    # bigger encoders. Each set is scored as soon as its features exist.
     sets = [(route, "efficientnet_lite0", "sagittal", "grey") for route in args.routes]
     if args.variants_route in args.routes:
-        sets += [
+        variants = [
             (args.variants_route, encoder, axis, mode)
+            for mode in ("grey", "2.5d")
             for encoder in ENCODERS
             for axis in ("sagittal", "coronal", "axial")
-            for mode in ("grey", "2.5d")
-            if (args.variants_route, encoder, axis, mode) not in sets
         ]
+        sets += [spec for spec in variants if spec not in sets]
     features = {}
-    if "features" in args.steps or "ridge" in args.steps:
-        for spec in sets:
-            features[spec] = step_features(volumes[spec[0]], *spec, work)
-            key = "encode:" + ":".join(spec)
-            if key not in done:
-                record(
-                    args.out,
-                    {
-                        "key": key,
-                        "step": "encode",
-                        "route": spec[0],
-                        "encoder": spec[1],
-                        "axis": spec[2],
-                        "input": spec[3],
-                        "encode_seconds": round(float(features[spec]["encode_seconds"]), 1),
-                    },
-                )
-
-    if "ridge" in args.steps:
-        for route in args.routes:
-            key = f"voxels:{route}"
-            if key not in done:
-                row = repeated_scores(
-                    voxel_matrix(volumes[route], route), ages, sexes, args.repeats
-                )
-                record(
-                    args.out,
-                    {"key": key, "step": "ridge", "route": route, "features": "voxels", **row},
-                )
-        for spec, feats in features.items():
-            for name in sorted(feats):
-                if "@" not in name or name.startswith("slices:"):
-                    continue
-                key = "ridge:" + ":".join(spec) + ":" + name
+    scoring = "ridge" in args.steps
+    for route in args.routes if scoring else ():
+        key = f"voxels:{route}"
+        if key not in done:
+            row = repeated_scores(voxel_matrix(volumes[route], route), ages, sexes, args.repeats)
+            record(
+                args.out, {"key": key, "step": "ridge", "route": route, "features": "voxels", **row}
+            )
+    for spec in sets if ("features" in args.steps or scoring) else ():
+        features[spec] = step_features(volumes[spec[0]], *spec, work)
+        key = "encode:" + ":".join(spec)
+        if key not in done:
+            record(
+                args.out,
+                {
+                    "key": key,
+                    "step": "encode",
+                    "route": spec[0],
+                    "encoder": spec[1],
+                    "axis": spec[2],
+                    "input": spec[3],
+                    "encode_seconds": round(float(features[spec]["encode_seconds"]), 1),
+                },
+            )
+        if not scoring:
+            continue
+        for name in sorted(features[spec]):
+            if "@" not in name or name.startswith("slices:"):
+                continue
+            key = "ridge:" + ":".join(spec) + ":" + name
+            if key in done:
+                continue
+            row = repeated_scores(features[spec][name], ages, sexes, args.repeats)
+            record(
+                args.out,
+                {
+                    "key": key,
+                    "step": "ridge",
+                    "route": spec[0],
+                    "encoder": spec[1],
+                    "axis": spec[2],
+                    "input": spec[3],
+                    "features": name,
+                    **row,
+                },
+            )
+        # Combinations, once the last axis of an encoder and input exists.
+        route, encoder, _, mode = spec
+        parts = [features.get((route, encoder, a, mode)) for a in ("sagittal", "coronal", "axial")]
+        if any(p is None for p in parts):
+            continue
+        for name in ("blocks.3@2", "blocks.4@2", "blocks.5@2", "bn2@1"):
+            for label, chosen in (("3axes", parts), ("sagittal+coronal", parts[:2])):
+                key = f"ridge:{route}:{encoder}:{label}:{mode}:{name}"
                 if key in done:
                     continue
-                row = repeated_scores(feats[name], ages, sexes, args.repeats)
+                X = np.concatenate([p[name] for p in chosen], axis=1)
+                row = repeated_scores(X, ages, sexes, args.repeats)
                 record(
                     args.out,
                     {
                         "key": key,
                         "step": "ridge",
-                        "route": spec[0],
-                        "encoder": spec[1],
-                        "axis": spec[2],
-                        "input": spec[3],
+                        "route": route,
+                        "encoder": encoder,
+                        "axis": label,
+                        "input": mode,
                         "features": name,
                         **row,
                     },
                 )
-        # Combinations on the variants route: the three axes together, per encoder and layer.
-        route = args.variants_route
-        for encoder in ENCODERS:
-            for mode in ("grey", "2.5d"):
-                for name in ("blocks.3@2", "blocks.4@2", "blocks.5@2", "bn2@1"):
-                    key = f"ridge:{route}:{encoder}:3axes:{mode}:{name}"
-                    parts = [
-                        features.get((route, encoder, a, mode))
-                        for a in ("sagittal", "coronal", "axial")
-                    ]
-                    if key in done or any(p is None for p in parts):
-                        continue
-                    X = np.concatenate([p[name] for p in parts], axis=1)
-                    row = repeated_scores(X, ages, sexes, args.repeats)
-                    record(
-                        args.out,
-                        {
-                            "key": key,
-                            "step": "ridge",
-                            "route": route,
-                            "encoder": encoder,
-                            "axis": "3axes",
-                            "input": mode,
-                            "features": name,
-                            **row,
-                        },
-                    )
 
     if "package" in args.steps:
         step_package(args, paths, masks, work, ages, sexes, done)
