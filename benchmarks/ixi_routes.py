@@ -388,6 +388,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--limit", type=int, default=None, help="first N subjects (smoke test)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 on a machine shared with others)"
+    )
     parser.add_argument("--package-route", default="deepbet_affine")
     parser.add_argument("--package-encoder", default="efficientnet_lite0")
     parser.add_argument("--package-axes", nargs="+", default=["sagittal"])
@@ -398,7 +401,7 @@ def main() -> None:
 
     from slicelearn.data import read_cohort
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     work = args.work.expanduser()
     work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -434,13 +437,6 @@ def main() -> None:
         sets += [spec for spec in variants if spec not in sets]
     features = {}
     scoring = "ridge" in args.steps
-    for route in args.routes if scoring else ():
-        key = f"voxels:{route}"
-        if key not in done:
-            row = repeated_scores(voxel_matrix(volumes[route], route), ages, sexes, args.repeats)
-            record(
-                args.out, {"key": key, "step": "ridge", "route": route, "features": "voxels", **row}
-            )
     for spec in sets if ("features" in args.steps or scoring) else ():
         features[spec] = step_features(volumes[spec[0]], *spec, work)
         key = "encode:" + ":".join(spec)
@@ -505,6 +501,14 @@ def main() -> None:
                     },
                 )
 
+    # Voxel baselines last: the slowest readouts (a million voxels on unaligned routes).
+    for route in args.routes if scoring else ():
+        key = f"voxels:{route}"
+        if key not in done:
+            row = repeated_scores(voxel_matrix(volumes[route], route), ages, sexes, args.repeats)
+            record(
+                args.out, {"key": key, "step": "ridge", "route": route, "features": "voxels", **row}
+            )
     if "package" in args.steps:
         step_package(args, paths, masks, work, ages, sexes, done)
 

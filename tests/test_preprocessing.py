@@ -239,3 +239,44 @@ def test_auto_cache_dir_uses_the_data_home(monkeypatch, tmp_path):
     monkeypatch.setenv("SLICELEARN_DATA", str(tmp_path / "home"))
     assert preprocessing_module.resolve_cache_dir("auto") == tmp_path / "home" / "cache"
     assert preprocessing_module.resolve_cache_dir(None) is None
+
+
+def test_scans_on_the_template_grid_are_not_registered_again(tmp_path, monkeypatch):
+    from slicelearn.data import registration, template_image
+
+    template = template_image("mni152")
+    path = tmp_path / "registered.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(template.get_fdata(), np.float32), template.affine), path)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("registered a scan that is on the template grid already")
+
+    monkeypatch.setattr(registration, "register", must_not_run)
+    for transform in ("rigid", "affine"):
+        prep = VolumePreprocessor(registration=transform, cache_dir=None).fit([str(path)])
+        assert prep.preprocess(str(path)).shape == template.shape
+
+
+def test_skull_strip_masks_each_scan_with_its_extracted_brain(tmp_path, monkeypatch):
+    from slicelearn.data import skullstrip
+
+    (path,) = write_scans(tmp_path, n=1, shape=(20, 22, 18))
+    calls = []
+
+    def fake_mask(image, method, index=0, **kwargs):
+        calls.append(method)
+        data = np.zeros(image.shape, np.uint8)
+        data[5:15, 5:17, 4:14] = 1
+        return nib.Nifti1Image(data, image.affine)
+
+    monkeypatch.setattr(skullstrip, "brain_mask", fake_mask)
+    prep = VolumePreprocessor(
+        target=None, skull_strip="deepbet", normalize="zscore_brain", cache_dir=None
+    ).fit([path])
+    volume = prep.preprocess(path)
+    assert calls == ["deepbet"]
+    inside = np.zeros(volume.shape, bool)
+    inside[5:15, 5:17, 4:14] = True
+    assert (volume[~inside] == 0).all() and abs(volume[inside].mean()) < 1e-5
+    with pytest.raises(ValueError, match="cannot go with a shared mask"):
+        VolumePreprocessor(skull_strip="deepbet", mask="template").fit()
