@@ -253,7 +253,7 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
     ----------
     alpha_ : float
         The chosen penalty.
-    coef_ : ndarray of shape (n_features_,)
+    coef_ : ndarray of shape (n_features,)
         Weights on the standardised features.
     intercept_ : float
     volume_shape_ : tuple of int
@@ -332,7 +332,7 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
     ----------
     classes_ : ndarray
     C_ : float
-    coef_ : ndarray of shape (n_classes or 1, n_features_)
+    coef_ : ndarray of shape (n_classes or 1, n_features)
     intercept_ : ndarray
 
     Examples
