@@ -14,7 +14,9 @@ import contextlib
 import gc
 import hashlib
 import inspect
+import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -45,7 +47,7 @@ from .distributed import (
     process_group,
 )
 from .feature_cache import shared_feature_cache
-from .nn.slicenet import SliceNet, slice_axis_dim
+from .nn.slicenet import SliceNet, TokenScaler, slice_axis_dim
 
 __all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
 
@@ -381,16 +383,54 @@ class _SliceCNNMixin:
             return None
         return int(first), int(last) + 1
 
-    def infer(self, x: Any, **fit_params):
+    def _autocast(self) -> contextlib.AbstractContextManager | None:
+        """The forward pass's autocast context for ``precision``, or None for fp32."""
         device = str(self.device)
         precision = self.precision
         if precision == "auto":
             precision = "bf16" if device.startswith("cuda") else "fp32"
         if precision == "fp32":
-            return self._forward(x, **fit_params)
+            return None
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        with torch.autocast(device.split(":")[0], dtype=dtype):
+        return torch.autocast(device.split(":")[0], dtype=dtype)
+
+    def infer(self, x: Any, **fit_params):
+        autocast = self._autocast()
+        if autocast is None:
+            return self._forward(x, **fit_params)
+        with autocast:
             return self._forward(x, **fit_params).float()
+
+    def get_split_datasets(self, X: Any, y: Any = None, **fit_params):
+        dataset_train, dataset_valid = self._split_datasets(X, y, **fit_params)
+        self._fit_token_scaler(dataset_train)
+        return dataset_train, dataset_valid
+
+    def _split_datasets(self, X: Any, y: Any = None, **fit_params):
+        return super().get_split_datasets(X, y, **fit_params)
+
+    def _fit_token_scaler(self, dataset: Any) -> None:
+        """Fit the network's token statistics on training volumes, before the first step.
+
+        Up to ``max(batch_size, 8)`` volumes spread over the training set, the
+        same in every process of a data-parallel run (whose first steps each
+        see a different shard).
+        """
+        scaler = getattr(self.module_, "embedding_norm", None)
+        if not isinstance(scaler, TokenScaler) or bool(scaler.fitted):
+            return
+        n_volumes = len(dataset)
+        if n_volumes == 0:
+            return
+        count = min(n_volumes, max(self.batch_size, 8))
+        indices = np.unique(np.linspace(0, n_volumes - 1, count).round().astype(int))
+        subset = torch.utils.data.Subset(dataset, indices.tolist())
+        batches = (
+            to_tensor(batch[0] if isinstance(batch, (list, tuple)) else batch, device=self.device)
+            for batch in self.get_iterator(subset, training=False)
+        )
+        with self._autocast() or contextlib.nullcontext():
+            self.module_.fit_token_scaler(batches)
 
     def _forward(self, x: Any, **fit_params):
         """skorch's ``infer``, through DistributedDataParallel in distributed training."""
@@ -535,6 +575,11 @@ class _SliceCNNMixin:
             slice_range=getattr(self, "slice_range_", None),
             **kwargs,
         )
+        with torch.no_grad():
+            # The network starts at a constant prediction, the training mean
+            # or the class prior that the subclasses put in the output bias,
+            # instead of at random outputs that the first steps must undo.
+            self.module_.output_layer.weight.zero_()
         if str(self.device).startswith("cuda") and not torch.are_deterministic_algorithms_enabled():
             # Fixed slice shapes: let cuDNN pick the fastest convolution once.
             # Not when the user asked for deterministic algorithms.
@@ -699,7 +744,8 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
     Every slice along ``axis`` goes through one shared 2D encoder (optionally
     ImageNet-pretrained), a slice-index embedding is added, the slices are
     pooled and a small head predicts the target (Gupta et al., ISBI 2023).
-    The output bias starts at the training mean; the loss is MSE.
+    It starts at the training mean (output weights zero, output bias at the
+    mean); the loss is MSE.
 
     Parameters
     ----------"""
@@ -862,6 +908,10 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
     The same network as :class:`SliceCNNRegressor`. Labels may be any
     hashable values (``"AD"``/``"CN"``); two classes use one logit with
     ``BCEWithLogitsLoss`` (the paper's), more classes use ``CrossEntropyLoss``.
+    It starts at the class prior of the training labels (output weights zero,
+    output bias at the log-odds or log priors). The default validation split
+    is stratified; a cohort too small for it (fewer validation subjects than
+    classes, a class with one subject) trains on all subjects, with a warning.
 
     Parameters
     ----------"""
@@ -975,6 +1025,42 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
     def _validation_scoring(self) -> tuple[str, EpochScoring]:
         return "valid_acc", EpochScoring(_valid_accuracy, name="valid_acc", lower_is_better=False)
 
+    def _split_datasets(self, X: Any, y: Any = None, **fit_params):
+        """skorch's train/validation split; all data when a stratified split cannot be made.
+
+        A stratified ``ValidSplit`` (the default) needs every class in both
+        parts and two subjects per class. A cohort too small for that trains
+        on all its subjects, with a ``UserWarning`` that says what to set.
+        """
+        split = self.train_split
+        if not (isinstance(split, ValidSplit) and split.stratified and y is not None):
+            return super()._split_datasets(X, y, **fit_params)
+        dataset = self.get_dataset(X, y)
+        try:
+            return split(dataset, y, **fit_params)
+        except ValueError as exc:
+            warnings.warn(self._unsplittable_message(split, np.asarray(y), exc), stacklevel=2)
+            return dataset, None
+
+    def _unsplittable_message(self, split: ValidSplit, y: np.ndarray, exc: Exception) -> str:
+        n_subjects = len(y)
+        counts = np.bincount(y, minlength=len(self.classes_))
+        described = ", ".join(f"{label}: {n}" for label, n in zip(self.classes_, counts))
+        if isinstance(split.cv, float) and not float(split.cv).is_integer():
+            size = f"validation fraction {split.cv}: {math.ceil(split.cv * n_subjects)} subjects"
+        else:
+            size = f"cv={split.cv!r}"
+        # sklearn's reason ends with the encoded labels (0, 1, ...), not the user's.
+        reason = str(exc).split(". Classes with too few members")[0].rstrip(".")
+        return (
+            f"The stratified validation split cannot be made for {n_subjects} subjects "
+            f"({described}; {size}): {reason}. Training on all {n_subjects} subjects "
+            "without a validation set, so no best epoch is chosen or restored. Set "
+            "train_split=None to train on all data without this warning, or pass a "
+            "train_split=ValidSplit(...) that the cohort can hold (or a "
+            "fixed validation set, skorch.helper.predefined_split)."
+        )
+
     @property
     def classes_(self) -> np.ndarray:
         try:
@@ -1014,11 +1100,31 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
                 f"y holds labels {unknown.tolist()} that are not among the classes "
                 f"{self.label_encoder_.classes_.tolist()}."
             )
-        return self.label_encoder_.transform(y).astype(np.int64)
+        encoded = self.label_encoder_.transform(y).astype(np.int64)
+        if reset:
+            # Class frequencies for the output bias (add-one smoothed: a class
+            # named in ``classes`` but absent from y gets a finite logit).
+            counts = np.bincount(encoded, minlength=len(self.label_encoder_.classes_))
+            self._class_prior = (counts + 1.0) / (counts.sum() + len(counts))
+        return encoded
 
     def _n_outputs(self) -> int:
         n_classes = len(self.classes_)
         return 1 if n_classes == 2 else n_classes
+
+    def initialize_module(self):
+        super().initialize_module()
+        prior = getattr(self, "_class_prior", None)
+        if prior is not None and len(prior) == len(self.classes_):
+            # Start at the class prior: the log-odds of the positive class for
+            # one logit, the log priors for several (softmax gives the prior back).
+            if len(prior) == 2:
+                bias = np.log(prior[1:] / prior[:1])
+            else:
+                bias = np.log(prior)
+            with torch.no_grad():
+                self.module_.output_layer.bias.copy_(torch.as_tensor(bias))
+        return self
 
     def initialize_criterion(self):
         criterion = self.criterion

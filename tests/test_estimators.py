@@ -94,6 +94,117 @@ def test_classifier_learns_a_separable_task():
     assert clf.score(X_test, y_test) >= 0.9
 
 
+def _count_task(n_subjects, random_state, counts=(0, 1, 2, 3, 6, 7, 8)):
+    """Volumes of 8 sagittal slices of 32x32 N(0, 1) noise; k slices hold a bright square.
+
+    k is drawn uniformly from ``counts``; in each of k distinct slices, chosen at
+    random, an 8x8 square at a random place gets +3. The label is "many" for
+    k >= 5, else "few". The default counts leave out 4 and 5, the two next to the
+    threshold, so that held-out accuracy says whether the network learned at
+    all, not how exactly 48 volumes pin the threshold (with k uniform in 0..8
+    the fixed network reaches 0.84-0.97 on 32 held-out volumes in 20 epochs;
+    before the fix it predicted one class, 0.53).
+    """
+    rng = np.random.default_rng(random_state)
+    X = rng.normal(size=(n_subjects, 8, 32, 32)).astype(np.float32)
+    k = rng.choice(counts, size=n_subjects)
+    for volume, count in zip(X, k):
+        for index in rng.choice(8, size=count, replace=False):
+            row, column = rng.integers(0, 32 - 8 + 1, size=2)
+            volume[index, row : row + 8, column : column + 8] += 3.0
+    return X, np.where(k >= 5, "many", "few")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_classifier_learns_to_count_without_a_long_plateau(seed):
+    """The call of the issue: cnn2d from scratch, mean pooling, learned positions, lr 3e-3.
+
+    Before the fix, every seed's training loss stayed at log 2 (0.69) for 17 or
+    more of the 20 epochs: a per-token LayerNorm divided the slice-to-slice
+    differences by a component shared by all slices that the first Adam steps
+    grew tenfold. Now the loss leaves the plateau within the first half.
+    """
+    X, y = _count_task(48, random_state=0)
+    X_test, y_test = _count_task(32, random_state=1)
+    clf = SliceCNNClassifier(
+        encoder="cnn2d",
+        weights=None,
+        pooling="mean",
+        lr=3e-3,
+        max_epochs=20,
+        batch_size=8,
+        train_split=None,
+        random_state=seed,
+        verbose=0,
+    ).fit(X, y)
+    assert clf.position_embedding == "learned"
+    losses = clf.history[:, "train_loss"]
+    assert min(losses[:10]) < 0.4, losses
+    assert clf.score(X_test, y_test) >= 0.85
+
+
+@pytest.mark.parametrize("y", [["AD", "CN"] * 5 + ["CN", "CN"], ["AD", "CN", "MCI"] * 4])
+def test_networks_start_at_the_class_prior(small_volumes, y):
+    X, _ = small_volumes
+    y = np.array(y)
+    clf = SliceCNNClassifier(**fast_params(max_epochs=0, train_split=None)).fit(X, y)
+    counts = np.array([np.sum(y == label) for label in clf.classes_])
+    prior = (counts + 1) / (counts.sum() + len(counts))  # add-one smoothed
+    np.testing.assert_allclose(clf.predict_proba(X), np.tile(prior, (12, 1)), rtol=1e-5)
+    assert not clf.module_.output_layer.weight.any()
+
+
+def test_regressor_starts_at_the_training_mean(small_volumes):
+    X, y = small_volumes
+    est = SliceCNNRegressor(**fast_params(max_epochs=0, train_split=None)).fit(X, y)
+    np.testing.assert_allclose(est.predict(X), np.full(12, y.mean()), rtol=1e-6)
+
+
+def test_class_prior_is_finite_for_a_class_missing_from_y(small_volumes):
+    X, _ = small_volumes
+    y = np.array(["AD", "CN"] * 6)
+    clf = SliceCNNClassifier(
+        **fast_params(max_epochs=0, train_split=None), classes=["AD", "CN", "MCI"]
+    ).fit(X, y)
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all() and (proba[:, 2] > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("y", "reason"),
+    [
+        (["AD", "CN", "MCI"] * 3 + ["AD"], "test_size = 2"),  # 2 validation subjects
+        (["AD"] * 6 + ["CN"] * 5 + ["MCI"], "only 1 member"),  # one MCI subject
+    ],
+)
+def test_small_cohorts_train_on_all_subjects_with_a_warning(y, reason):
+    y = np.array(y)
+    X = np.random.default_rng(0).normal(size=(len(y), 8, 10, 9)).astype(np.float32)
+    clf = SliceCNNClassifier(**fast_params())  # the default stratified split
+    with pytest.warns(UserWarning, match="validation split cannot be made") as record:
+        clf.fit(X, y)
+    message = str(record[0].message)
+    assert reason in message and "train_split=None" in message
+    assert "MCI: 1" in message or "MCI: 3" in message  # the user's labels, not 0, 1, 2
+    assert "valid_loss" not in clf.history[-1] and len(clf.history) == 2
+    assert set(clf.predict(X)) <= {"AD", "CN", "MCI"}
+
+
+def test_cross_validation_of_a_small_three_class_cohort():
+    # 12 subjects, 3 folds: each fit has 8, and a fifth of 8 cannot hold 3 classes.
+    y = np.array(["AD", "CN", "MCI"] * 4)
+    X = np.random.default_rng(0).normal(size=(12, 8, 10, 9)).astype(np.float32)
+    with pytest.warns(UserWarning, match="Training on all 8 subjects"):
+        scores = cross_val_score(SliceCNNClassifier(**fast_params()), X, y, cv=3)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+def test_a_split_the_cohort_can_hold_warns_nothing(small_volumes, recwarn):
+    X, _ = small_volumes
+    SliceCNNClassifier(**fast_params()).fit(X, np.array(["AD", "CN", "MCI"] * 4))
+    assert not [w for w in recwarn if "validation split" in str(w.message)]
+
+
 def test_get_params_set_params_and_clone_round_trip(small_volumes):
     est = SliceCNNRegressor(
         **fast_params(pooling="mean", position_embedding="sinusoidal", optimizer__weight_decay=0.5)
