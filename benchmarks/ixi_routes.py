@@ -371,7 +371,9 @@ def step_package(args, paths, masks, work, ages, sexes, done) -> None:
             "mae_per_repeat": [round(float(m), 3) for m in maes],
             "sex_auc": round(float(np.mean(aucs)), 4),
             "sex_auc_sd": round(float(np.std(aucs)), 4),
-            "fit_seconds_136_scans_2_threads": round(fit_seconds, 1),
+            "fit_seconds": round(fit_seconds, 1),
+            "torch_threads": args.threads,
+            "fit_scans": len(paths),
         },
     )
 

@@ -71,12 +71,13 @@ def main(path: str) -> None:
         )
     package = [r for r in rows if r["step"] == "package"]
     if package:
-        print("\n| package estimator | route | MAE | sex AUC | fit s (136 scans) |")
+        print("\n| package estimator | route | MAE | sex AUC | fit s |")
         print("| --- | --- | --- | --- | --- |")
         for row in package:
             print(
                 f"| {row['encoder']} {row['feature_layer']} {row['axis']} | {row['route']} | "
-                f"{_mae(row)} | {_auc(row)} | {row['fit_seconds_136_scans_2_threads']} |"
+                f"{_mae(row)} | {_auc(row)} | {row['fit_seconds']} "
+                f"({row['torch_threads']} torch thread(s), {row['fit_scans']} scans) |"
             )
     heads = [r for r in rows if r["step"] == "head"]
     if heads:

@@ -358,7 +358,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cohort, y, regression, preprocessing = _prepared(args)
     estimator = _estimator(args, regression, preprocessing, len(cohort.paths))
     start = time.perf_counter()
-    estimator.fit(cohort.paths, y)
+    estimator.fit(cohort.paths, y, groups=np.asarray(cohort.groups))
     prediction = _predict(estimator, regression, cohort.paths)
     metrics = {
         "split": "training",
@@ -498,16 +498,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _folds(args: argparse.Namespace, regression: bool, y: np.ndarray, groups: list[str]):
     """Shuffled K-fold splits in which no subject is on both sides."""
-    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+    from .splits import grouped_folds
 
     n_groups = len(set(groups))
     if n_groups < args.cv:
         raise UsageError(f"--cv {args.cv} needs at least {args.cv} subjects; there are {n_groups}.")
-    if regression:
-        splitter = GroupKFold(args.cv, shuffle=True, random_state=args.seed)
-    else:
-        splitter = StratifiedGroupKFold(args.cv, shuffle=True, random_state=args.seed)
-    return list(splitter.split(np.zeros(len(y)), y, groups))
+    return grouped_folds(
+        args.cv, y, np.asarray(groups), stratified=not regression, random_state=args.seed
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -521,7 +519,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     estimator = _estimator(args, regression, preprocessing, n_train)
     start = time.perf_counter()
     method = "predict" if regression else "predict_proba"
-    prediction = cross_val_predict(estimator, cohort.paths, y, cv=folds, method=method)
+    groups = np.asarray(cohort.groups)
+    prediction = cross_val_predict(
+        estimator, cohort.paths, y, cv=folds, method=method, params={"groups": groups}
+    )
     dummy = DummyRegressor() if regression else DummyClassifier(strategy="prior")
     baseline_prediction = cross_val_predict(
         dummy, np.zeros((len(y), 1)), y, cv=folds, method=method
@@ -543,7 +544,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # The figures of predictions are cross-validated; the slice importance
         # needs one model, refitted on all the data.
         metrics["refit_on_all_data"] = ["slice_importance.png", "slice_importance.csv"]
-        estimator.fit(cohort.paths, y)
+        estimator.fit(cohort.paths, y, groups=groups)
         write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
     print(f"Cross-validated: {line}.", file=sys.stderr)
     print(_dumps(metrics))
@@ -854,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--group-column",
         default=None,
         help="table column naming each scan's subject, so that no subject is on both sides "
-        "of a split (default: participant_id; BIDS: the participant)",
+        "of a split; unset: participant_id for tables, the participant for BIDS",
     )
     evaluate.add_argument("--report", help="report folder (metrics, figures)")
     evaluate.add_argument("--qc", help="also write preprocessing QC pictures and measures here")

@@ -47,7 +47,8 @@ from .distributed import (
     process_group,
 )
 from .feature_cache import shared_feature_cache
-from .nn.slicenet import SliceNet, TokenScaler, slice_axis_dim
+from .nn.slicenet import SliceNet, slice_axis_dim
+from .splits import check_groups, grouped_validation_split
 
 __all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
 
@@ -297,13 +298,17 @@ class _SliceCNNMixin:
             return retain_freed_memory()
         return contextlib.nullcontext()
 
-    def fit(self, X: Any, y: Any, **fit_params):
+    def fit(self, X: Any, y: Any, groups: Any = None, **fit_params):
         """Fit the network on volumes ``X`` and targets ``y``.
 
         Parameters
         ----------
-        X : array of shape (n_subjects, X, Y, Z), or list of NIfTI paths or images
-        y : array-like of shape (n_subjects,)
+        X : array of shape (n_scans, X, Y, Z), or list of NIfTI paths or images
+        y : array-like of shape (n_scans,)
+        groups : array-like of shape (n_scans,), default=None
+            The subject of each scan. The internal validation split
+            (``train_split``) then keeps each subject's scans on one side
+            (:func:`slicelearn.splits.grouped_validation_split`).
         **fit_params
             Passed to skorch's ``partial_fit``.
 
@@ -317,15 +322,19 @@ class _SliceCNNMixin:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
         X = self._check_X(X, reset=not keep)
         y = self._check_y(self._check_y_length(y, len(X)), reset=not keep)
+        self._split_groups = None if groups is None else check_groups(groups, len(X))
         if not keep:
             self.slice_range_ = self._occupied_slices(X) if self.crop_empty_slices else None
         process_group(self.device)  # joins torchrun's group, if launched by it
         self._checkpoint_fingerprint_ = self._training_fingerprint(X, y)
-        with self._seed(), self._host_memory():
-            if not keep:
-                self.initialize()
-                fit_params = self._resume_from_checkpoint(fit_params)
-            self._train(self._training_data(X, y, share_out=True), y, **fit_params)
+        try:
+            with self._seed(), self._host_memory():
+                if not keep:
+                    self.initialize()
+                    fit_params = self._resume_from_checkpoint(fit_params)
+                self._train(self._training_data(X, y, share_out=True), y, **fit_params)
+        finally:
+            self.__dict__.pop("_split_groups", None)  # this fit's, not the model's
         return self
 
     def _check_fit_params(self, fit_params: dict[str, Any]) -> None:
@@ -402,35 +411,20 @@ class _SliceCNNMixin:
             return self._forward(x, **fit_params).float()
 
     def get_split_datasets(self, X: Any, y: Any = None, **fit_params):
-        dataset_train, dataset_valid = self._split_datasets(X, y, **fit_params)
-        self._fit_token_scaler(dataset_train)
-        return dataset_train, dataset_valid
+        return self._split_datasets(X, y, **fit_params)
 
     def _split_datasets(self, X: Any, y: Any = None, **fit_params):
-        return super().get_split_datasets(X, y, **fit_params)
-
-    def _fit_token_scaler(self, dataset: Any) -> None:
-        """Fit the network's token statistics on training volumes, before the first step.
-
-        Up to ``max(batch_size, 8)`` volumes spread over the training set, the
-        same in every process of a data-parallel run (whose first steps each
-        see a different shard).
-        """
-        scaler = getattr(self.module_, "embedding_norm", None)
-        if not isinstance(scaler, TokenScaler) or bool(scaler.fitted):
-            return
-        n_volumes = len(dataset)
-        if n_volumes == 0:
-            return
-        count = min(n_volumes, max(self.batch_size, 8))
-        indices = np.unique(np.linspace(0, n_volumes - 1, count).round().astype(int))
-        subset = torch.utils.data.Subset(dataset, indices.tolist())
-        batches = (
-            to_tensor(batch[0] if isinstance(batch, (list, tuple)) else batch, device=self.device)
-            for batch in self.get_iterator(subset, training=False)
-        )
-        with self._autocast() or contextlib.nullcontext():
-            self.module_.fit_token_scaler(batches)
+        """skorch's train/validation split, by subject when ``fit`` was given groups."""
+        groups = self.__dict__.get("_split_groups")
+        split = self.train_split
+        if groups is None or split is None:
+            return super().get_split_datasets(X, y, **fit_params)
+        dataset = self.get_dataset(X, y)
+        if isinstance(split, ValidSplit):
+            train, valid = grouped_validation_split(split, y, groups)
+            subset = torch.utils.data.Subset
+            return subset(dataset, train.tolist()), subset(dataset, valid.tolist())
+        return split(dataset, y, groups=groups)  # a custom split must take groups
 
     def _forward(self, x: Any, **fit_params):
         """skorch's ``infer``, through DistributedDataParallel in distributed training."""
@@ -552,15 +546,21 @@ class _SliceCNNMixin:
             if self.__dict__.pop("_ddp", None) is not None:
                 gc.collect()
 
-    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params):
+    def partial_fit(
+        self, X: Any, y: Any = None, classes: Any = None, groups: Any = None, **fit_params
+    ):
         """Train further on ``X``, ``y`` (the first call behaves like ``fit``)."""
         if not self.initialized_ or not hasattr(self, "n_slices_"):
-            return self.fit(X, y, **fit_params)
+            return self.fit(X, y, groups=groups, **fit_params)
         self._check_fit_params(fit_params)
         X = self._check_X(X, reset=False)
         y = self._check_y(self._check_y_length(y, len(X)), reset=False)
-        with self._host_memory():
-            self._train(self._training_data(X, y, share_out=True), y, **fit_params)
+        self._split_groups = None if groups is None else check_groups(groups, len(X))
+        try:
+            with self._host_memory():
+                self._train(self._training_data(X, y, share_out=True), y, **fit_params)
+        finally:
+            self.__dict__.pop("_split_groups", None)
         return self
 
     def initialize_module(self):
@@ -575,11 +575,6 @@ class _SliceCNNMixin:
             slice_range=getattr(self, "slice_range_", None),
             **kwargs,
         )
-        with torch.no_grad():
-            # The network starts at a constant prediction, the training mean
-            # or the class prior that the subclasses put in the output bias,
-            # instead of at random outputs that the first steps must undo.
-            self.module_.output_layer.weight.zero_()
         if str(self.device).startswith("cuda") and not torch.are_deterministic_algorithms_enabled():
             # Fixed slice shapes: let cuDNN pick the fastest convolution once.
             # Not when the user asked for deterministic algorithms.
@@ -744,8 +739,7 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
     Every slice along ``axis`` goes through one shared 2D encoder (optionally
     ImageNet-pretrained), a slice-index embedding is added, the slices are
     pooled and a small head predicts the target (Gupta et al., ISBI 2023).
-    It starts at the training mean (output weights zero, output bias at the
-    mean); the loss is MSE.
+    The output bias starts at the training mean; the loss is MSE.
 
     Parameters
     ----------"""
@@ -878,6 +872,9 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
 
     def initialize_module(self):
         super().initialize_module()
+        # Only the bias: zeroed output weights as well (a constant start) left
+        # the ReLU head dead under Adam on the simulated atrophy task (every
+        # hidden unit inactive, the mean predicted after 100 epochs).
         with torch.no_grad():
             self.module_.output_layer.bias.copy_(torch.as_tensor(self.target_mean_))
         return self
@@ -908,8 +905,8 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
     The same network as :class:`SliceCNNRegressor`. Labels may be any
     hashable values (``"AD"``/``"CN"``); two classes use one logit with
     ``BCEWithLogitsLoss`` (the paper's), more classes use ``CrossEntropyLoss``.
-    It starts at the class prior of the training labels (output weights zero,
-    output bias at the log-odds or log priors). The default validation split
+    The output bias starts at the class prior of the training labels (the
+    log-odds, or the log priors). The default validation split
     is stratified; a cohort too small for it (fewer validation subjects than
     classes, a class with one subject) trains on all subjects, with a warning.
 
@@ -1035,12 +1032,11 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         split = self.train_split
         if not (isinstance(split, ValidSplit) and split.stratified and y is not None):
             return super()._split_datasets(X, y, **fit_params)
-        dataset = self.get_dataset(X, y)
         try:
-            return split(dataset, y, **fit_params)
+            return super()._split_datasets(X, y, **fit_params)
         except ValueError as exc:
             warnings.warn(self._unsplittable_message(split, np.asarray(y), exc), stacklevel=2)
-            return dataset, None
+            return self.get_dataset(X, y), None
 
     def _unsplittable_message(self, split: ValidSplit, y: np.ndarray, exc: Exception) -> str:
         n_subjects = len(y)

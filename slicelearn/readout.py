@@ -30,6 +30,7 @@ from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
 from .feature_cache import shared_feature_cache
 from .nn.slicenet import AXES, SliceNet
+from .splits import check_groups, grouped_folds
 
 __all__ = ["SliceLinearClassifier", "SliceLinearRegressor"]
 
@@ -297,8 +298,13 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
         )
         self.alphas = alphas
 
-    def fit(self, X: Any, y: Any) -> SliceLinearRegressor:
-        """Encode ``X`` once and fit the ridge readout to ``y``."""
+    def fit(self, X: Any, y: Any, groups: Any = None) -> SliceLinearRegressor:
+        """Encode ``X`` once and fit the ridge readout to ``y``.
+
+        With ``groups`` (the subject of each scan), the penalty is chosen by
+        5-fold CV over subjects instead of leave-one-scan-out, so that no
+        subject's other scans vote for it.
+        """
         from sklearn.linear_model import RidgeCV
 
         features = self._features(X, reset=True)
@@ -307,7 +313,14 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
             raise ValueError(f"y must be 1D, got shape {y.shape}.")
         if not np.isfinite(y).all():
             raise ValueError(f"y[{int(np.flatnonzero(~np.isfinite(y))[0])}] is NaN or infinite.")
-        ridge = RidgeCV(alphas=np.asarray(self.alphas, dtype=float)).fit(
+        cv, scoring = None, None
+        if groups is not None:
+            groups = check_groups(groups, len(features))
+            n_folds = min(5, len(np.unique(groups)))
+            if n_folds >= 2:
+                cv = grouped_folds(n_folds, y, groups, stratified=False, random_state=0)
+                scoring = "neg_mean_squared_error"
+        ridge = RidgeCV(alphas=np.asarray(self.alphas, dtype=float), cv=cv, scoring=scoring).fit(
             self._fit_scaler(features), y
         )
         self.alpha_ = float(ridge.alpha_)
@@ -375,8 +388,12 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
         )
         self.Cs = Cs
 
-    def fit(self, X: Any, y: Any) -> SliceLinearClassifier:
-        """Encode ``X`` once and fit the logistic readout to the labels ``y``."""
+    def fit(self, X: Any, y: Any, groups: Any = None) -> SliceLinearClassifier:
+        """Encode ``X`` once and fit the logistic readout to the labels ``y``.
+
+        With ``groups`` (the subject of each scan), the penalty's internal CV
+        folds keep each subject's scans together.
+        """
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
         features = self._features(X, reset=True)
@@ -391,6 +408,13 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
         codes = encoder.transform(y)
         standardized = self._fit_scaler(features)
         smallest = int(np.bincount(codes).min())
+        cv: Any = min(5, smallest)
+        if groups is not None:
+            groups = check_groups(groups, len(features))
+            smallest = min(smallest, len(np.unique(groups)))
+            cv = min(5, smallest)
+            if cv >= 2:
+                cv = grouped_folds(cv, codes, groups, stratified=True, random_state=0)
         if smallest >= 2:
             with warnings.catch_warnings():
                 # scikit-learn >= 1.8 announces changes of defaults and fitted
@@ -398,7 +422,7 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
                 warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
                 model = LogisticRegressionCV(
                     Cs=np.asarray(self.Cs, dtype=float),
-                    cv=min(5, smallest),
+                    cv=cv,
                     scoring="neg_log_loss",
                     max_iter=5000,
                 ).fit(standardized, codes)

@@ -24,6 +24,9 @@ COLUMNS = [
     "hippocampal_atrophy",
     "gm_wm_contrast",
     "head_scale",
+    "cortical_atrophy",
+    "hippocampal_volume",
+    "cortical_signature_volume",
 ]
 NO_NUISANCE = {"anatomy": False, "pose": False, "head_size": False, "bias": False}
 
@@ -237,6 +240,131 @@ def test_ad_and_cn_groups_differ_in_the_hippocampus_only_when_ad_is_on(rois):
     assert abs(signal_off[~ad].mean() - signal_off[ad].mean()) < 0.01
 
 
+# --- AD as a detection task ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ad_cohorts():
+    """An older, age-matched cohort (half AD) with every effect, and with AD off."""
+    kwargs = dict(n=80, age_range=(60, 85), ad_fraction=0.5, random_state=0)
+    return _cohort(**kwargs), _cohort(**kwargs, effects={"ad": False})
+
+
+def _cohens_d(cn, ad):
+    return (np.mean(cn) - np.mean(ad)) / np.sqrt((np.var(cn, ddof=1) + np.var(ad, ddof=1)) / 2)
+
+
+def _cv_auc(features, y):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression())
+    folds = StratifiedKFold(4, shuffle=True, random_state=0)
+    scores = cross_val_predict(model, features, y, cv=folds, method="decision_function")
+    return roc_auc_score(y, scores)
+
+
+def test_ad_effect_sizes_match_the_documented_literature_values(ad_cohorts):
+    (_, labels), (_, labels_off) = ad_cohorts
+    ad = (labels["diagnosis"] == "AD").to_numpy()
+    assert ad.sum() == 40
+    # What was applied: 24 % of the hippocampi, 12 % of the signature cortex (x severity).
+    assert labels.loc[ad, "hippocampal_atrophy"].mean() == pytest.approx(0.24, abs=0.03)
+    assert labels.loc[ad, "cortical_atrophy"].mean() == pytest.approx(0.12, abs=0.015)
+    assert (labels.loc[~ad, ["hippocampal_atrophy", "cortical_atrophy"]] == 0).all().all()
+    # Group differences against age-matched controls, as a study would measure them:
+    # hippocampus 20-25 % smaller (Cohen's d about 1.5-2); signature cortex about
+    # 12 % thinner (d about 1, here 1-1.5); ventricles larger.
+    hippocampus = labels["hippocampal_volume"].to_numpy()
+    cortex = labels["cortical_signature_volume"].to_numpy()
+    assert 1 - hippocampus[ad].mean() / hippocampus[~ad].mean() == pytest.approx(0.23, abs=0.06)
+    assert 1.2 < _cohens_d(hippocampus[~ad], hippocampus[ad]) < 2.6
+    assert 1 - cortex[ad].mean() / cortex[~ad].mean() == pytest.approx(0.12, abs=0.05)
+    assert 0.7 < _cohens_d(cortex[~ad], cortex[ad]) < 2.0
+    ventricles = np.log(labels["ventricle_volume_ratio"].to_numpy())
+    assert 0.7 < _cohens_d(ventricles[ad], ventricles[~ad]) < 2.5
+    # Controls' hippocampi shrink about 1-1.5 %/year in old age (Barnes et al. 2009).
+    cn = labels[~ad]
+    slope = np.polyfit(cn["age"], np.log(cn["hippocampal_volume"]), 1)[0]
+    assert -0.02 < slope < -0.008
+    # Without the AD effect the groups are the same.
+    for column in ("hippocampal_volume", "cortical_signature_volume"):
+        values = labels_off[column].to_numpy()
+        assert abs(_cohens_d(values[~ad], values[ad])) < 0.5
+
+
+def test_ad_is_detectable_from_regional_volumes_only_when_the_ad_effect_is_on(ad_cohorts):
+    (_, labels), (_, labels_off) = ad_cohorts
+    y = (labels["diagnosis"] == "AD").to_numpy()
+    # The applied volumes, with age as a covariate (the groups are age-matched,
+    # but ventricles and hippocampi change with age).
+    columns = ["hippocampal_volume", "cortical_signature_volume", "ventricle_volume_ratio", "age"]
+    assert _cv_auc(labels[columns].to_numpy(), y) > 0.9
+    assert abs(_cv_auc(labels_off[columns].to_numpy(), y) - 0.5) < 0.15
+
+
+def _region_measures(X, template, rois):
+    """Hippocampal and signature-cortex intensity, dark voxels near the ventricles and overall."""
+    cortex = template.ad_cortex.get_fdata() > 0.5
+    rows = []
+    for volume in X:
+        level = np.percentile(volume[rois["brain"]], 95)
+        rows.append(
+            [
+                volume[rois["hippocampi"]].mean() / level,
+                volume[cortex].mean() / level,
+                (volume[rois["ventricle_box"]] < 0.5 * level).sum(),
+                (volume[rois["brain"]] < 0.5 * level).mean(),
+            ]
+        )
+    return np.array(rows)
+
+
+def test_a_simple_image_classifier_detects_ad_only_when_the_ad_effect_is_on(
+    ad_cohorts, template, rois
+):
+    # Every nuisance on (position, shape, head size, bias, noise): the images
+    # themselves, measured in the template's regions, not the ground truth.
+    (X, labels), (X_off, _) = ad_cohorts
+    y = (labels["diagnosis"] == "AD").to_numpy()
+    assert _cv_auc(_region_measures(X, template, rois), y) > 0.7
+    assert abs(_cv_auc(_region_measures(X_off, template, rois), y) - 0.5) < 0.15
+
+
+def test_the_ad_labels_are_what_the_images_show(template):
+    # AD alone, nothing moving: the GM turned into CSF, read back from the
+    # intensity drop (GM 0.70 -> CSF 0.22), is the labelled fraction.
+    only_ad = {**dict.fromkeys(EFFECTS, False), "ad": True}
+    kwargs = dict(n=4, noise=0.0, ad_fraction=1.0, random_state=5, ad_ventricle_excess=0.0)
+    young = template.t1.get_fdata()
+    gm = template.gm.get_fdata()
+    X, labels = _cohort(**kwargs, effects=only_ad, ad_cortical_atrophy=0.0)
+    weight = template.hippocampi.get_fdata()
+    lost = ((young - X) * weight).sum(axis=(1, 2, 3)) / 0.48
+    np.testing.assert_allclose(lost / (weight * gm).sum(), labels["hippocampal_atrophy"], rtol=0.05)
+    assert (labels["cortical_atrophy"] == 0).all()
+    X, labels = _cohort(**kwargs, effects=only_ad, ad_hippocampal_atrophy=0.0)
+    weight = template.ad_cortex.get_fdata()
+    lost = ((young - X) * weight).sum(axis=(1, 2, 3)) / 0.48
+    np.testing.assert_allclose(lost / (weight * gm).sum(), labels["cortical_atrophy"], rtol=0.1)
+    np.testing.assert_allclose(1 - labels["cortical_signature_volume"], labels["cortical_atrophy"])
+    assert (labels["hippocampal_atrophy"] == 0).all()
+    assert labels["cortical_atrophy"].between(0.05, 0.2).all()
+
+
+def test_zero_ad_effect_sizes_are_the_ad_effect_switched_off():
+    kwargs = dict(n=4, ad_fraction=0.5, random_state=6)
+    X_off, labels_off = _cohort(**kwargs, effects={"ad": False})
+    X_zero, labels_zero = _cohort(
+        **kwargs, ad_hippocampal_atrophy=0.0, ad_cortical_atrophy=0.0, ad_ventricle_excess=0.0
+    )
+    np.testing.assert_allclose(X_zero, X_off, atol=1e-5)
+    pd.testing.assert_frame_equal(labels_zero, labels_off, atol=1e-6)
+
+
 def test_grey_white_contrast_falls_with_age_only_when_ageing_is_on(rois):
     X, labels = _cohort(30, effects=NO_NUISANCE)
     X_off, labels_off = _cohort(30, effects={**NO_NUISANCE, "age": False})
@@ -307,6 +435,11 @@ def test_age_ranges_are_respected():
         ({"noise_type": "poisson"}, "noise_type"),
         ({"return_arrays": "yes"}, "return_arrays"),
         ({"random_state": "seed"}, "seed"),
+        ({"ad_hippocampal_atrophy": -0.1}, "ad_hippocampal_atrophy"),
+        ({"ad_hippocampal_atrophy": 0.9}, "ad_hippocampal_atrophy"),
+        ({"ad_cortical_atrophy": float("nan")}, "ad_cortical_atrophy"),
+        ({"ad_cortical_atrophy": True}, "ad_cortical_atrophy"),
+        ({"ad_ventricle_excess": "0.4"}, "ad_ventricle_excess"),
     ],
 )
 def test_bad_arguments_raise_clear_value_errors(kwargs, match):

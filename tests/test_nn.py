@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from conftest import TinyEncoder
@@ -238,100 +236,3 @@ def test_evaluation_is_bitwise_independent_of_the_rest_of_the_batch(encoder, kwa
             from_maps = net(trunk_maps=maps)
             assert torch.equal(net(trunk_maps=maps[[1, 0]]), from_maps[[1, 0]])
         torch.testing.assert_close(from_maps, full.prediction)
-
-
-def _tokens(net: SliceNet, features: torch.Tensor) -> torch.Tensor:
-    """Slice tokens before the position embedding, from encoder features (B, S, F)."""
-    return net.embedding_norm(net.projection(features))
-
-
-def test_token_scaler_fixes_its_statistics_at_the_first_training_step():
-    torch.manual_seed(0)
-    net = small_net(encoder=ShapeRecorder(), position_embedding=None)
-    features = torch.randn(4, 6, 1) * 0.07 + 3.0  # small differences on a large offset
-    with torch.no_grad():
-        net.eval()(features)
-    assert not net.embedding_norm.fitted  # evaluation never fits
-    net.train()
-    net(features).sum().backward()
-    assert net.embedding_norm.fitted
-    with torch.no_grad():
-        tokens = _tokens(net, features).reshape(-1, 8)
-        projected = net.projection(features)
-    torch.testing.assert_close(tokens.mean(dim=0), torch.zeros(8), atol=1e-5, rtol=0)
-    # One scale for all tokens: their mean square before centring, as a LayerNorm's.
-    scale = net.embedding_norm.scale
-    assert (projected / scale).pow(2).mean() == pytest.approx(1.0, rel=1e-4)
-    statistics = net.embedding_norm.mean.clone(), net.embedding_norm.scale.clone()
-    net(features * 5).sum().backward()  # later batches change nothing
-    assert torch.equal(net.embedding_norm.mean, statistics[0])
-    assert torch.equal(net.embedding_norm.scale, statistics[1])
-
-
-def test_a_component_shared_by_all_slices_does_not_shrink_their_differences():
-    """What held the classifier on a plateau: with a per-token LayerNorm, a
-    feature component shared by every slice (which early Adam steps grow)
-    divided the slice-to-slice differences by its size."""
-    torch.manual_seed(0)
-    net = small_net(encoder=nn.Linear(16, 16), position_embedding=None)
-    net.encoder.out_features = 16
-    features = torch.randn(2, 6, 16)
-    net.train()
-    net(features).sum().backward()  # fits the token statistics
-    shared = 10 * torch.randn(16)
-    with torch.no_grad():
-        spread = _tokens(net, features).std(dim=1)
-        shifted = _tokens(net, features + shared).std(dim=1)
-    torch.testing.assert_close(shifted, spread, rtol=1e-4, atol=1e-5)
-
-
-def test_constant_tokens_are_not_divided_by_zero():
-    net = small_net(encoder=ShapeRecorder(), position_embedding=None).train()
-    net(torch.ones(3, 6, 1)).sum().backward()
-    assert torch.isfinite(net.embedding_norm.scale) and net.embedding_norm.scale > 0
-    with torch.no_grad():
-        assert torch.isfinite(net.eval()(torch.randn(2, 6, 1))).all()
-
-
-def test_weights_saved_with_the_per_token_layernorm_load_and_predict_as_before():
-    torch.manual_seed(0)
-    old = small_net()
-    old.embedding_norm = nn.LayerNorm(8)  # the network before TokenScaler
-    with torch.no_grad():
-        old.embedding_norm.weight.uniform_(0.5, 1.5)
-        old.embedding_norm.bias.uniform_(-0.5, 0.5)
-    volumes = torch.randn(3, 6, 10, 9)
-    with torch.no_grad():
-        expected = old.eval()(volumes)
-    new = small_net()
-    new.load_state_dict(old.state_dict())
-    assert isinstance(new.embedding_norm, nn.LayerNorm)
-    with torch.no_grad():
-        torch.testing.assert_close(new.eval()(volumes), expected)
-
-
-def test_fit_token_scaler_matches_the_first_training_step_and_changes_nothing_else():
-    encoder = nn.Sequential(
-        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
-    )
-    encoder.out_features = 4
-    torch.manual_seed(0)
-    net = small_net(encoder=encoder, train_slices=3, dropout=0.5).eval()
-    volumes = torch.randn(3, 6, 10, 9)
-    lazy = small_net(encoder=copy.deepcopy(encoder), dropout=0.5)
-    lazy.load_state_dict(net.state_dict())
-    lazy.train()(volumes).sum().backward()  # fits on the batch's tokens
-    running_mean = net.encoder[1].running_mean.clone()
-    rng = torch.get_rng_state()
-    net.fit_token_scaler([volumes[:2], volumes[2:]])  # every slice, in two batches
-    assert torch.equal(torch.get_rng_state(), rng)
-    assert torch.equal(net.encoder[1].running_mean, running_mean)
-    assert not net.training and net.embedding_norm.fitted
-    # Batch norm saw two batches instead of one: close, not equal.
-    torch.testing.assert_close(net.embedding_norm.mean, lazy.embedding_norm.mean, atol=0.3, rtol=0)
-    single = small_net(encoder=copy.deepcopy(encoder), train_slices=3)
-    single.load_state_dict(net.state_dict())
-    single.embedding_norm.fitted.fill_(False)
-    single.fit_token_scaler([volumes])
-    torch.testing.assert_close(single.embedding_norm.mean, lazy.embedding_norm.mean)
-    torch.testing.assert_close(single.embedding_norm.scale, lazy.embedding_norm.scale)

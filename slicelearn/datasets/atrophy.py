@@ -10,10 +10,12 @@ This module owns the package's embedded default dataset:
 
 It is a **simulator, not real data**. Every volume is the young-adult MNI152
 template bundled with nilearn (no download) after a handful of documented,
-literature-sized transformations: ventricles that enlarge and cortex that thins
-with age, grey/white contrast that fades with age, extra hippocampal atrophy and
-ventricular enlargement in Alzheimer's disease, and between-subject nuisance
-(shape, head size, position, bias field, noise). The effect sizes are
+literature-sized transformations: ventricles that enlarge, cortex and
+hippocampi that thin with age, grey/white contrast that fades with age,
+hippocampal atrophy, temporo-parietal cortical thinning and extra ventricular
+enlargement in Alzheimer's disease, and between-subject nuisance (shape,
+hippocampal and regional cortical size, head size, position, bias field,
+noise). The effect sizes are
 approximations of published group figures, not a model fitted to any cohort;
 ``docs/simulator.md`` lists the sources and what is *not* simulated.
 """
@@ -62,10 +64,27 @@ _GM_LOSS_RATE_KNOTS = ((35.0, 0.0032), (70.0, 0.0055))
 # cortex (Salat et al. 2009). The size is our approximation: the WM-GM
 # intensity difference shrinks by 4 % of its young value per decade.
 _CONTRAST_LOSS_PER_DECADE = 0.04
+# Hippocampal volume loss in ageing: none until 40, then an annual rate rising
+# linearly to 1.2 %/year at 80 (constant after), of the template's volume:
+# 6 % lost by 60, 13.5 % by 70, 30 % by 85. Healthy controls lose about
+# 1.4 %/year (95 % CI 0.5-2.3) in the meta-analysis of Barnes et al. 2009
+# (mean ages in the seventies); we use a little less, 1.05 %/year at 75,
+# because longitudinal "controls" include preclinical AD.
+_HIPPOCAMPAL_LOSS_RATE_KNOTS = ((40.0, 0.0), (80.0, 0.012))
+# Between-subject variation of hippocampal size (the "anatomy" effect): the
+# volume is the template's times exp(-0.2 + 0.1 z), capped at 1, so the
+# template stands for a large hippocampus (+2 SD) and the spread is about 10 %,
+# the order of the coefficient of variation of head-size-corrected
+# hippocampal volume in healthy older adults.
+_HIPPOCAMPUS_LOG_MEAN = -0.2
+_HIPPOCAMPUS_LOG_SD = 0.10
 # Individual variation around the age trends (log-normal, these log SDs).
 _VENTRICLE_JITTER = 0.15
 _GM_LOSS_JITTER = 0.15
 _CONTRAST_JITTER = 0.15
+# The age-related thinning of the AD-signature cortex varies on its own (log SD),
+# so that those regions are not simply as thin as the rest of the cortex.
+_REGIONAL_JITTER = 0.5
 # The ventricular expansion follows a smooth outward flow from the ventricles
 # (see _ventricle_flow), computed once per grid over these flow times (mm).
 _VENTRICLE_FLOW_SD_MM = 4.0
@@ -82,7 +101,14 @@ _AD_HIPPOCAMPAL_ATROPHY = 0.24
 # control's ventricular volume (about three years of that excess growth); this
 # cross-sectional ratio is our assumption, not a published figure.
 _AD_VENTRICLE_EXCESS = 0.4
-# Disease severity multiplies both AD effects: normal(1, 0.25), clipped.
+# AD-signature cortical thinning: mild AD cortex is a few tenths of a millimetre
+# (about 0.2-0.4 mm) thinner than age-matched controls' in medial temporal,
+# lateral temporal, temporal pole, inferior and superior parietal, precuneus and
+# posterior cingulate cortex (Dickerson et al. 2009; McDonald et al. 2009), of a
+# cortex about 2.5 mm thick (Fischl & Dale 2000). Thickness times an unchanged
+# area: 0.3 mm of 2.5 mm is 12 % of the regions' cortical GM volume.
+_AD_CORTICAL_ATROPHY = 0.12
+# Disease severity multiplies every AD effect: normal(1, 0.25), clipped.
 _AD_SEVERITY_SD = 0.25
 _AD_SEVERITY_CLIP = (0.4, 1.6)
 # Hippocampi: ellipsoids around MNI (+-26, -22, -14) mm, the long axis running
@@ -90,6 +116,21 @@ _AD_SEVERITY_CLIP = (0.4, 1.6)
 _HIPPOCAMPUS_CENTRES_MM = ((-26.0, -22.0, -14.0), (26.0, -22.0, -14.0))
 _HIPPOCAMPUS_SEMI_AXES_MM = (6.0, 18.0, 7.0)  # lateral, long, perpendicular
 _HIPPOCAMPUS_TILT_DEG = 35.0
+# The AD-signature cortex: ellipsoids (centre, semi-axes along x, y, z; mm) on
+# the right hemisphere, mirrored to the left, placed by eye on the MNI152
+# template over the gyri of the signature (nilearn bundles no volumetric atlas).
+# Frontal parts of Dickerson's signature (superior frontal gyrus, inferior
+# frontal sulcus), which thin less, are left out. The hippocampal ellipsoids are
+# cut out of the medial temporal one, so no voxel is counted in both.
+_AD_CORTICAL_REGIONS = (
+    ("medial temporal (entorhinal, parahippocampal)", (24.0, -18.0, -30.0), (8.0, 20.0, 8.0)),
+    ("temporal pole", (40.0, 14.0, -30.0), (12.0, 12.0, 12.0)),
+    ("lateral temporal (middle, inferior temporal)", (54.0, -28.0, -16.0), (12.0, 34.0, 16.0)),
+    ("inferior parietal (supramarginal, angular)", (48.0, -50.0, 36.0), (14.0, 24.0, 14.0)),
+    ("superior parietal", (24.0, -62.0, 58.0), (12.0, 14.0, 10.0)),
+    ("precuneus", (7.0, -62.0, 42.0), (8.0, 17.0, 20.0)),
+    ("posterior cingulate", (6.0, -36.0, 30.0), (7.0, 18.0, 12.0)),
+)
 
 # --- Between-subject nuisance --------------------------------------------------
 # Intracranial volume is about 12 % larger in men (Ruigrok et al. 2014): a
@@ -123,6 +164,7 @@ class _Template:
     brain_mask: np.ndarray
     ventricles: np.ndarray  # fraction of each voxel in the lateral ventricle ROI
     hippocampi: np.ndarray  # soft ellipsoid weight in [0, 1]
+    ad_cortex: np.ndarray  # soft weight in [0, 1] of the AD-signature cortex
     base_intensity: np.ndarray  # the young template synthesised from the maps
     centre_mm: np.ndarray  # brain-mask centroid: centre of rotation and scaling
     ventricle_centres_mm: np.ndarray  # (2, 3) centroids, left then right
@@ -137,6 +179,10 @@ class _Template:
     hippocampus_index: np.ndarray  # flat indices of the voxels in the ellipsoids
     hippocampus_weight: np.ndarray  # their ellipsoid weight
     hippocampus_depth: np.ndarray  # their depth (mm) inside GM, from the nearest non-GM voxel
+    hippocampus_thin: tuple[np.ndarray, np.ndarray]  # (k into thin_*, position in hippocampus_*)
+    cortex_position: np.ndarray  # positions in thin_* of the AD-signature cortex voxels
+    cortex_weight: np.ndarray  # their ad_cortex weight
+    cortex_gm_total: float  # sum(ad_cortex * GM) over the whole grid, deep GM included
     spline_bases: dict  # {spacing_mm: (Bx, By, Bz)}
 
 
@@ -197,10 +243,30 @@ def _hippocampal_weight(grid_mm: np.ndarray, voxel_size: float) -> np.ndarray:
     axes = np.stack([np.array([1.0, 0.0, 0.0]), long_axis, perp_axis])
     weight = np.zeros(grid_mm.shape[1])
     for centre in _HIPPOCAMPUS_CENTRES_MM:
-        local = axes @ (grid_mm - np.asarray(centre)[:, None])
-        radius = np.sqrt(((local / np.asarray(_HIPPOCAMPUS_SEMI_AXES_MM)[:, None]) ** 2).sum(0))
-        ramp = min(_HIPPOCAMPUS_SEMI_AXES_MM) / voxel_size
-        weight = np.maximum(weight, np.clip(0.5 + (1.0 - radius) * ramp, 0.0, 1.0))
+        region = _ellipsoid_weight(grid_mm, centre, _HIPPOCAMPUS_SEMI_AXES_MM, voxel_size, axes)
+        weight = np.maximum(weight, region)
+    return weight
+
+
+def _ellipsoid_weight(
+    grid_mm: np.ndarray, centre, semi_axes, voxel_size: float, axes: np.ndarray | None = None
+) -> np.ndarray:
+    """Soft ellipsoid: 1 inside, 0 outside, a ramp about one voxel wide at the surface."""
+    local = grid_mm - np.asarray(centre, dtype=np.float64)[:, None]
+    if axes is not None:
+        local = axes @ local
+    radius = np.sqrt(((local / np.asarray(semi_axes, dtype=np.float64)[:, None]) ** 2).sum(0))
+    ramp = min(semi_axes) / voxel_size
+    return np.clip(0.5 + (1.0 - radius) * ramp, 0.0, 1.0)
+
+
+def _ad_cortex_weight(grid_mm: np.ndarray, voxel_size: float) -> np.ndarray:
+    """Soft weight of the AD-signature cortical regions (both hemispheres)."""
+    weight = np.zeros(grid_mm.shape[1])
+    for _, (x, y, z), semi_axes in _AD_CORTICAL_REGIONS:
+        for side in (-1.0, 1.0):
+            region = _ellipsoid_weight(grid_mm, (side * x, y, z), semi_axes, voxel_size)
+            weight = np.maximum(weight, region)
     return weight
 
 
@@ -396,6 +462,13 @@ def _template(voxel_size: int) -> _Template:
     hippocampi = hippocampi.reshape(shape).astype(np.float32)
     hippocampus_index = np.flatnonzero(hippocampi > 0)
     gm_depth = ndimage.distance_transform_edt(gm >= 0.5, sampling=voxel_size).astype(np.float32)
+    # Where the hippocampal ellipsoids meet the voxels the cortical thinning reaches.
+    _, k_thin, k_hippocampus = np.intersect1d(thin_index, hippocampus_index, return_indices=True)
+    # The AD-signature cortex, minus the hippocampal ellipsoids, among those voxels.
+    ad_cortex = _ad_cortex_weight(grid_mm, voxel_size) * (1.0 - hippocampi.reshape(-1))
+    ad_cortex = ad_cortex.reshape(shape).astype(np.float32)
+    cortex_weight = ad_cortex.reshape(-1)[thin_index]
+    cortex_position = np.flatnonzero(cortex_weight > 0)
 
     # World-fixed control grids for the smooth random fields (same on every grid).
     base_images = _mni_images()
@@ -419,6 +492,7 @@ def _template(voxel_size: int) -> _Template:
         brain_mask=_readonly(mask),
         ventricles=_readonly(ventricles),
         hippocampi=_readonly(hippocampi),
+        ad_cortex=_readonly(ad_cortex),
         base_intensity=_readonly(base),
         centre_mm=_readonly(centre.astype(np.float32)),
         ventricle_centres_mm=_readonly(maps["ventricle_centres_mm"]),
@@ -433,6 +507,10 @@ def _template(voxel_size: int) -> _Template:
         hippocampus_index=_readonly(hippocampus_index),
         hippocampus_weight=_readonly(hippocampi.reshape(-1)[hippocampus_index]),
         hippocampus_depth=_readonly(gm_depth.reshape(-1)[hippocampus_index]),
+        hippocampus_thin=(_readonly(k_thin), _readonly(k_hippocampus)),
+        cortex_position=_readonly(cortex_position),
+        cortex_weight=_readonly(cortex_weight[cortex_position]),
+        cortex_gm_total=float((ad_cortex * gm).sum()),
         spline_bases=bases,
     )
     return template
@@ -456,9 +534,34 @@ def _gm_loss_for_age(age: float) -> float:
     return float(np.sum(0.5 * (rates[1:] + rates[:-1]) * np.diff(ages)))
 
 
+def _hippocampal_loss_for_age(age: float) -> float:
+    """Cumulative fraction of the hippocampal volume lost to ageing (integral of the rate)."""
+    (a0, r0), (a1, r1) = _HIPPOCAMPAL_LOSS_RATE_KNOTS
+    ages = np.linspace(a0, max(age, a0), 200)
+    rates = np.interp(ages, [a0, a1], [r0, r1])
+    return float(np.sum(0.5 * (rates[1:] + rates[:-1]) * np.diff(ages)))
+
+
 def _contrast_for_age(age: float) -> float:
     """WM-GM intensity difference relative to the young template's."""
     return 1.0 - _CONTRAST_LOSS_PER_DECADE * max(age - _REFERENCE_AGE, 0.0) / 10.0
+
+
+def _solve_threshold(loss, target: float, high: float, n: int = 33, rounds: int = 3) -> float:
+    """Depth threshold in [0, high] at which the nondecreasing ``loss(thresholds)`` is ``target``.
+
+    Tabulates ``loss`` on ``n`` thresholds, then again inside the bracketing
+    interval, ``rounds`` times, and interpolates linearly: the loss is piecewise
+    linear in the threshold with a kink at every voxel's depth, so the
+    interpolation error shrinks with the bracket.
+    """
+    low = 0.0
+    for _ in range(rounds):
+        thresholds = np.linspace(low, high, n)
+        losses = loss(thresholds)
+        k = int(np.clip(np.searchsorted(losses, target), 1, n - 1))
+        low, high = float(thresholds[k - 1]), float(thresholds[k])
+    return float(np.interp(target, losses, thresholds))
 
 
 def _rotation(angles_rad: np.ndarray) -> np.ndarray:
@@ -485,6 +588,9 @@ def _simulate_subject(
     effects: Mapping[str, bool],
     noise: float,
     noise_type: str,
+    ad_hippocampal: float = _AD_HIPPOCAMPAL_ATROPHY,
+    ad_cortical: float = _AD_CORTICAL_ATROPHY,
+    ad_ventricle: float = _AD_VENTRICLE_EXCESS,
 ) -> tuple[np.ndarray, dict[str, float]]:
     # Every draw happens, in this order, whatever the effects: switching an
     # effect off leaves everything else about the subject unchanged.
@@ -497,6 +603,9 @@ def _simulate_subject(
     n_ctrl = tuple(b.shape[1] for b in deformation_bases)
     deformation = rng.standard_normal((3, *n_ctrl), dtype=np.float32) * _DEFORMATION_SD_MM
     bias = rng.standard_normal(tuple(b.shape[1] for b in bias_bases), dtype=np.float32)
+    # Draws added after the first release come from a second stream, so that the
+    # draws above (and the noise) are those of earlier versions.
+    z_hippocampus, z_region = np.random.default_rng([seed, 1]).standard_normal(2)
 
     severity = float(np.clip(1.0 + _AD_SEVERITY_SD * z_severity, *_AD_SEVERITY_CLIP))
     age_on, ad_on = effects["age"], effects["ad"] and ad
@@ -505,40 +614,97 @@ def _simulate_subject(
     intensity = template.base_intensity.copy().reshape(-1)
     gm_to_csf = _CSF_INTENSITY - _GM_INTENSITY
     gm = template.gm.reshape(-1)
+    width = float(np.mean(np.abs(np.diag(template.affine)[:3])))
+    # GM removed so far from each voxel the cortical thinning reaches.
+    removed = np.zeros(template.thin_index.size, dtype=np.float32)
     gm_loss = 0.0
-    removed = np.zeros(0, dtype=np.float32)
     if age_on:
         thresholds, losses = template.thin_table
         target = _gm_loss_for_age(age) * math.exp(_GM_LOSS_JITTER * z_gm)
         target = min(target, float(losses[-1]))
         threshold = float(np.interp(target, losses, thresholds))
-        width = float(np.mean(np.abs(np.diag(template.affine)[:3])))
         removed = template.thin_gm * np.clip((threshold - template.thin_depth) / width, 0, 1)
-        intensity[template.thin_index] += gm_to_csf * removed
+        # Regional variation: in the AD-signature cortex, the age-related
+        # thinning is exp(0.5 z) times what the global threshold gives, z of
+        # its own (thinning to a threshold of its own, blended in by the
+        # regions' weight).
+        position, weight = template.cortex_position, template.cortex_weight
+        depth, cortex_gm = template.thin_depth[position], template.thin_gm[position]
+
+        def regional_loss(regional):
+            local = threshold + weight * (np.asarray(regional)[..., None] - threshold)
+            return cortex_gm * np.clip((local - depth) / width, 0, 1)
+
+        high = float(depth.max()) + width
+        target = float(regional_loss(threshold) @ weight) * math.exp(_REGIONAL_JITTER * z_region)
+        target = min(target, float(regional_loss(high) @ weight))
+        regional = _solve_threshold(lambda t: regional_loss(t) @ weight, target, high)
+        removed[position] = regional_loss(regional)
         gm_loss = float(removed.sum() / template.gm.sum())
-    hippocampal_atrophy = 0.0
-    if ad_on:
-        index = template.hippocampus_index
-        remaining = gm[index].copy()
-        if removed.size:
-            # GM already removed by ageing is not removed twice.
-            position = np.searchsorted(template.thin_index, index)
-            position = np.minimum(position, template.thin_index.size - 1)
-            hit = template.thin_index[position] == index
-            remaining[hit] -= removed[position[hit]]
+    # The soft regions (weight w in [0, 1]) have a volume of sum(w * GM); an
+    # effect at full strength in a voxel acts there with strength w.
+    position, weight = template.cortex_position, template.cortex_weight
+    cortex_gm = template.thin_gm[position]
+    # The regions' volume counts all their GM, also the GM too deep for the
+    # thinning to reach (more of it on the blurrier 4 mm grid).
+    cortex_template = template.cortex_gm_total
+    cortical_atrophy = 0.0
+    if ad_on and ad_cortical > 0:
+        # AD thins the signature cortex further: the same surface-inwards
+        # thinning as ageing, continued deeper, until the requested fraction of
+        # the regions' GM that ageing left has gone.
+        depth, done = template.thin_depth[position], removed[position]
+        before = cortex_template - float(weight @ done)
+
+        def cortical_loss(threshold):
+            ramp = np.clip((np.asarray(threshold)[..., None] - depth) / width, 0, 1)
+            return weight * np.clip(cortex_gm * ramp - done, 0, None)
+
+        high = float(depth.max()) + width
+        target = min(ad_cortical * severity, float(cortical_loss(high) @ weight) / before)
+        lost = cortical_loss(
+            _solve_threshold(lambda t: cortical_loss(t) @ weight / before, target, high)
+        )
+        removed[position] += lost
+        cortical_atrophy = float(lost @ weight) / before
+    intensity[template.thin_index] += gm_to_csf * removed
+    cortex_volume = 1.0 - float(weight @ removed[position]) / cortex_template
+
+    # The hippocampal ellipsoids' GM that the cortical changes left.
+    index, weight = template.hippocampus_index, template.hippocampus_weight
+    k_thin, k_hippocampus = template.hippocampus_thin
+    hippocampal_gm = gm[index].copy()
+    hippocampal_gm[k_hippocampus] -= removed[k_thin]  # GM is not removed twice
+    hippocampal_template = float((weight * gm[index]).sum())
+    left = float((weight * hippocampal_gm).sum())
+    # Its volume before AD: what the cortical changes left, or a smaller
+    # hippocampus (between-subject variation, ageing) if that is smaller still.
+    size = 1.0
+    if effects["anatomy"]:
+        size = min(1.0, math.exp(_HIPPOCAMPUS_LOG_MEAN + _HIPPOCAMPUS_LOG_SD * z_hippocampus))
+    if age_on:
+        size *= 1.0 - _hippocampal_loss_for_age(age)
+    before_ad = min(left, size * hippocampal_template)
+    after = before_ad * (1.0 - ad_hippocampal * severity) if ad_on else before_ad
+    remaining = left
+    if after < left:
         # Atrophy eats the hippocampus from its surface inwards: GM within a
         # depth threshold turns into CSF, the threshold set so that the
-        # requested fraction of the ellipsoids' GM goes.
-        hippocampal_gm = template.hippocampus_weight * remaining
-        width = float(np.mean(np.abs(np.diag(template.affine)[:3])))
-        thresholds = np.linspace(0.0, float(template.hippocampus_depth.max()) + width, 49)
-        ramps = np.clip((thresholds[:, None] - template.hippocampus_depth) / width, 0, 1)
-        losses = ramps @ hippocampal_gm / hippocampal_gm.sum()
-        target = min(_AD_HIPPOCAMPAL_ATROPHY * severity, float(losses[-1]))
-        threshold = float(np.interp(target, losses, thresholds))
-        lost = hippocampal_gm * np.clip((threshold - template.hippocampus_depth) / width, 0, 1)
+        # requested volume remains.
+        depth = template.hippocampus_depth
+
+        def hippocampal_loss(threshold):
+            ramp = np.clip((np.asarray(threshold)[..., None] - depth) / width, 0, 1)
+            return weight * hippocampal_gm * ramp
+
+        high = float(depth.max()) + width
+        target = min(1.0 - after / left, float(hippocampal_loss(high) @ weight) / left)
+        threshold = _solve_threshold(lambda t: hippocampal_loss(t) @ weight / left, target, high)
+        lost = hippocampal_loss(threshold)
         intensity[index] += gm_to_csf * lost
-        hippocampal_atrophy = float(lost.sum() / hippocampal_gm.sum())
+        remaining = left - float(lost @ weight)
+    hippocampal_atrophy = 1.0 - remaining / before_ad if ad_on else 0.0
+    hippocampal_volume = remaining / hippocampal_template
     contrast = 1.0
     if age_on:
         contrast = 1.0 - (1.0 - _contrast_for_age(age)) * math.exp(_CONTRAST_JITTER * z_contrast)
@@ -551,7 +717,7 @@ def _simulate_subject(
     if age_on:
         ratio = _ventricle_ratio_for_age(age) * math.exp(_VENTRICLE_JITTER * z_ventricle)
     if ad_on:
-        ratio *= 1.0 + _AD_VENTRICLE_EXCESS * severity
+        ratio *= 1.0 + ad_ventricle * severity
     flow_time = 0.0
     if ratio != 1.0:
         ratio = float(np.clip(ratio, *_VENTRICLE_RATIO_CLIP))
@@ -606,6 +772,9 @@ def _simulate_subject(
         "hippocampal_atrophy": hippocampal_atrophy,
         "gm_wm_contrast": contrast,
         "head_scale": scale,
+        "cortical_atrophy": cortical_atrophy,
+        "hippocampal_volume": hippocampal_volume,
+        "cortical_signature_volume": cortex_volume,
     }
     return volume.astype(np.float32, copy=False), truth
 
@@ -661,6 +830,9 @@ def make_atrophy_cohort(
     noise_type: str = "rician",
     return_arrays: bool = False,
     random_state: int | np.random.RandomState | None = None,
+    ad_hippocampal_atrophy: float = _AD_HIPPOCAMPAL_ATROPHY,
+    ad_cortical_atrophy: float = _AD_CORTICAL_ATROPHY,
+    ad_ventricle_excess: float = _AD_VENTRICLE_EXCESS,
 ) -> tuple[list[nib.Nifti1Image], pd.DataFrame] | tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Simulate a labelled cohort of T1-weighted-like brain MRI volumes.
 
@@ -685,15 +857,34 @@ def make_atrophy_cohort(
 
     Each age effect varies between subjects (log-normal, SD 0.15).
 
-    **Alzheimer's disease** (``diagnosis == "AD"``): GM inside an ellipsoid
-    around each hippocampus (MNI (+-26, -22, -14) mm) turns into CSF from the
-    hippocampal surface inwards, 24 % of it on average (Shi et al. 2009: AD
-    hippocampi 23-24 % smaller than age-matched controls), and the ventricles
-    are 1.4x an age-matched control's (an assumption; AD ventricles are larger
-    and grow faster: Nestor et al. 2008, Bradley et al. 2002).
-    A per-subject severity (normal, mean 1, SD 0.25) scales both.
+    The hippocampi (ellipsoids around MNI (+-26, -22, -14) mm) also lose
+    volume with age: none until 40, then at a rate rising to 1.2 %/year of the
+    template's volume at 80 (Barnes et al. 2009: about 1.4 %/year in elderly
+    controls). The age-related thinning of the AD-signature cortex (below)
+    varies between subjects on its own (log-normal, SD 0.5).
 
-    **Nuisance**: a smooth random deformation (2.5 mm SD per component), head
+    **Alzheimer's disease** (``diagnosis == "AD"``), beyond an age-matched
+    control:
+
+    - hippocampal GM turns into CSF from the hippocampal surface inwards,
+      ``ad_hippocampal_atrophy`` (24 %) of it on average (Shi et al. 2009: AD
+      hippocampi 23-24 % smaller than age-matched controls);
+    - the AD-signature cortex (medial and lateral temporal, temporal pole,
+      inferior and superior parietal, precuneus, posterior cingulate; Dickerson
+      et al. 2009) thins further, losing ``ad_cortical_atrophy`` (12 %) of its
+      GM: about 0.3 mm of a 2.5 mm cortex;
+    - the ventricles are ``1 + ad_ventricle_excess`` (1.4) times an
+      age-matched control's (an assumption; AD ventricles are larger and grow
+      faster: Nestor et al. 2008, Bradley et al. 2002).
+
+    A per-subject severity (normal, mean 1, SD 0.25) scales all three. Against
+    the simulated controls, the default sizes give Cohen's d of about 1.7-2
+    (hippocampal volume), 1.1-1.5 (signature cortex) and 1-1.8 (log ventricle
+    volume); see ``docs/simulator.md`` for the comparison with the literature.
+
+    **Nuisance**: a smooth random deformation (2.5 mm SD per component),
+    hippocampal size (the template's volume times ``exp(-0.2 + 0.1 z)``,
+    capped at 1: a spread of about 10 %, part of the ``"anatomy"`` effect), head
     size (isotropic scale, SD 2.5 %; men 3.8 % larger than women, after the
     12 % intracranial-volume difference of Ruigrok et al. 2014), position
     (3 mm and 3 degree SDs), a smooth multiplicative bias field (10 % SD) and
@@ -724,8 +915,9 @@ def make_atrophy_cohort(
         e.g. ``(55, 85)`` for the realistic, confounded design.
     effects : mapping of str to bool, default=None
         Switches, all ``True`` by default: ``"age"`` (ventricles, cortical
-        thinning, contrast), ``"ad"`` (hippocampal atrophy, extra ventricular
-        enlargement), ``"anatomy"`` (smooth random deformation),
+        and hippocampal thinning, contrast), ``"ad"`` (hippocampal atrophy,
+        signature-cortex thinning, extra ventricular enlargement),
+        ``"anatomy"`` (smooth random deformation, hippocampal size),
         ``"head_size"`` (scale, with the sex difference), ``"pose"`` (shift and
         rotation), ``"bias"`` (bias field). Switching an effect off changes
         nothing else: with the same ``random_state`` the labels, the other
@@ -740,6 +932,15 @@ def make_atrophy_cohort(
         Return ``(X, affine, labels)`` instead of ``(images, labels)``.
     random_state : int, RandomState instance or None, default=None
         Seeds everything; the same value gives identical volumes and labels.
+    ad_hippocampal_atrophy : float in [0, 0.6], default=0.24
+        Fraction of an AD subject's hippocampal GM (of what it would have as a
+        control) that AD removes, before the severity factor.
+    ad_cortical_atrophy : float in [0, 0.6], default=0.12
+        The same for the GM of the AD-signature cortex.
+    ad_ventricle_excess : float in [0, 3], default=0.4
+        AD ventricles are ``1 + ad_ventricle_excess * severity`` times a
+        control's. All three at 0 give the same volumes as ``effects={"ad":
+        False}``; smaller values make AD detection harder.
 
     Returns
     -------
@@ -756,8 +957,14 @@ def make_atrophy_cohort(
         (lateral-ventricle volume relative to the template, before head
         scaling), ``gm_volume_loss`` (fraction of the template's GM turned into
         CSF by ageing), ``hippocampal_atrophy`` (fraction of hippocampal GM
-        removed by AD; 0 for CN), ``gm_wm_contrast`` (WM-GM intensity
-        difference relative to the template's) and ``head_scale``.
+        removed by AD, of what the subject would have without it; 0 for CN),
+        ``gm_wm_contrast`` (WM-GM intensity difference relative to the
+        template's), ``head_scale``, ``cortical_atrophy`` (fraction of the
+        AD-signature cortex's GM removed by AD; 0 for CN),
+        ``hippocampal_volume`` and ``cortical_signature_volume`` (GM of the
+        hippocampal ellipsoids and of the signature cortex after every tissue
+        change, relative to the template's; region volumes are sums of the
+        regions' soft weight times GM, before deformation and head scaling).
 
     Raises
     ------
@@ -814,6 +1021,18 @@ def make_atrophy_cohort(
         raise ValueError(f"noise_type must be one of {list(_NOISE_TYPES)}, got {noise_type!r}.")
     if not isinstance(return_arrays, bool | np.bool_):
         raise ValueError(f"return_arrays must be True or False, got {return_arrays!r}.")
+    ad_sizes = {
+        "ad_hippocampal_atrophy": (ad_hippocampal_atrophy, 0.6),
+        "ad_cortical_atrophy": (ad_cortical_atrophy, 0.6),
+        "ad_ventricle_excess": (ad_ventricle_excess, 3.0),
+    }
+    for name, (value, high) in ad_sizes.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not 0 <= value <= high  # also rejects NaN
+        ):
+            raise ValueError(f"{name} must be a number in [0, {high}], got {value!r}.")
     rng = check_random_state(random_state)
 
     n_ad = round(float(ad_fraction) * n_subjects)
@@ -838,6 +1057,9 @@ def make_atrophy_cohort(
             effects=chosen,
             noise=float(noise),
             noise_type=noise_type,
+            ad_hippocampal=float(ad_hippocampal_atrophy),
+            ad_cortical=float(ad_cortical_atrophy),
+            ad_ventricle=float(ad_ventricle_excess),
         )
         rows.append(truth)
     labels = pd.DataFrame(
@@ -875,8 +1097,10 @@ def load_atrophy_template(voxel_size: int = 2) -> Bunch:
         ``wm``, ``csf`` and ``brain_mask`` (fractions in [0, 1]),
         ``ventricles`` (the lateral-ventricle region, located from the CSF
         map), ``hippocampi`` (the two ellipsoids the AD atrophy acts in; a soft
-        weight in [0, 1]); ``affine``; ``ventricle_centres_mm`` (2, 3) and
-        ``hippocampus_centres_mm`` (2, 3), left first.
+        weight in [0, 1]), ``ad_cortex`` (the AD-signature cortex the AD
+        thinning acts in, the hippocampi cut out; a soft weight); ``affine``;
+        ``ventricle_centres_mm`` (2, 3) and ``hippocampus_centres_mm`` (2, 3),
+        left first.
 
     Raises
     ------
@@ -906,6 +1130,7 @@ def load_atrophy_template(voxel_size: int = 2) -> Bunch:
         brain_mask=image(template.brain_mask),
         ventricles=image(template.ventricles),
         hippocampi=image(template.hippocampi),
+        ad_cortex=image(template.ad_cortex),
         affine=affine,
         ventricle_centres_mm=np.array(template.ventricle_centres_mm, dtype=float),
         hippocampus_centres_mm=np.array(_HIPPOCAMPUS_CENTRES_MM, dtype=float),

@@ -1,18 +1,18 @@
 """The 2D-slice set network: a plain ``nn.Module``, usable without scikit-learn.
 
 A volume is cut into all of its slices along one axis; one shared 2D encoder
-embeds every slice, projected to ``embed_dim`` and centred and scaled with
-statistics fixed before training (:class:`TokenScaler`); a position embedding
-of the slice index is added; a per-slice MLP mixes position and content; a
-permutation-invariant pooling combines the slices; a small head predicts the
-target (Gupta et al., ISBI 2021 and 2023).
+embeds every slice, projected to ``embed_dim`` and layer-normalised; a
+position embedding of the slice index is added; a per-slice MLP mixes
+position and content; a permutation-invariant pooling
+combines the slices; a small head predicts the target (Gupta et al., ISBI
+2021 and 2023).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -23,7 +23,7 @@ from .encoders import FEATURE_LAYERS, WeightsSpec, build_encoder
 from .pooling import build_pooling
 from .position import build_position_embedding
 
-__all__ = ["AXES", "SliceMixer", "SliceNet", "SliceNetOutput", "TokenScaler", "slice_axis_dim"]
+__all__ = ["AXES", "SliceMixer", "SliceNet", "SliceNetOutput", "slice_axis_dim"]
 
 
 def _fuse_batchnorm(encoder: nn.Module) -> nn.Module | None:
@@ -125,60 +125,6 @@ class SliceNetOutput(NamedTuple):
     """``(B, S, embed_dim)`` slice tokens as they enter the pooling."""
     attention: torch.Tensor | None
     """``(B, S)`` attention over slices (averaged over heads), or ``None``."""
-
-
-class TokenScaler(nn.Module):
-    """Centre and scale slice tokens with statistics fixed before training.
-
-    ``(tokens - mean) / scale``: ``mean`` is each dimension's mean and
-    ``scale`` the root mean square of the tokens given to :meth:`fit` (the
-    estimators call :meth:`SliceNet.fit_token_scaler` on training volumes), or
-    else of the first training batch. The statistics are buffers: saved with the model,
-    never trained, the same for every later batch. Like a LayerNorm, this
-    brings encoder features of any scale (EfficientNet-Lite0's are ~0.07) to
-    unit scale, but with one scale for all tokens, so what differs between
-    slices is never divided by the norm of what they share.
-
-    A per-token LayerNorm in this place held the classifier on a plateau.
-    Slice features share a large component, the same in every slice; the
-    first Adam steps grow it, and dividing each token by its own norm shrinks
-    the differences between slices by as much. Counting bright squares in 8
-    slices (cnn2d, Adam lr 3e-3), that component grew from 0.5 to 5.8 (RMS)
-    in the first 12 steps while the slice-to-slice part stayed near 0.03: the
-    normalised tokens differed by 0.2-0.5 % between slices, the logits by
-    3e-4 between volumes, and the loss stayed at log 2 for 17-20 epochs or
-    more; with these fixed statistics it leaves log 2 after 4-11 epochs.
-
-    Parameters
-    ----------
-    embed_dim : int
-        Size of the tokens.
-    """
-
-    def __init__(self, embed_dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(embed_dim))
-        self.register_buffer("scale", torch.ones(()))
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
-
-    @torch.no_grad()
-    def fit(self, tokens: torch.Tensor) -> TokenScaler:
-        """Set the statistics from ``tokens`` ``(..., embed_dim)``."""
-        wide = torch.float64 if tokens.device.type in ("cpu", "cuda") else torch.float32
-        flat = tokens.detach().reshape(-1, tokens.shape[-1]).to(wide)
-        mean = flat.mean(dim=0)
-        scale = flat.pow(2).mean().sqrt()
-        if not (torch.isfinite(scale) and torch.isfinite(mean).all()):
-            return self  # not fitted: the loss check of training reports the overflow
-        self.mean.copy_(mean)
-        self.scale.copy_(scale if scale > 0 else torch.ones_like(scale))
-        self.fitted.fill_(True)
-        return self
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.training and torch.is_grad_enabled() and not bool(self.fitted):
-            self.fit(tokens)
-        return (tokens - self.mean) / self.scale
 
 
 class SliceMixer(nn.Module):
@@ -361,7 +307,7 @@ class SliceNet(nn.Module):
         self.projection = nn.Linear(self.encoder.out_features, embed_dim)
         # Encoder features come at any scale (EfficientNet's are ~0.07); unit-scale
         # tokens keep the content comparable with the position embedding.
-        self.embedding_norm = TokenScaler(embed_dim)
+        self.embedding_norm = nn.LayerNorm(embed_dim)
         self.position = build_position_embedding(position_embedding, n_slices, embed_dim)
         self.mixer = SliceMixer(embed_dim, dropout)
         self.pooling = build_pooling(pooling, embed_dim, attention_heads)
@@ -379,17 +325,6 @@ class SliceNet(nn.Module):
             self.frozen_part.eval()
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # Weights saved by slicelearn before TokenScaler hold a per-token
-        # LayerNorm in this place: they load into one, and predict as before.
-        if prefix + "embedding_norm.weight" in state_dict and not isinstance(
-            self.embedding_norm, nn.LayerNorm
-        ):
-            reference = self.projection.weight
-            norm = nn.LayerNorm(self.projection.out_features)
-            self.embedding_norm = norm.to(device=reference.device, dtype=reference.dtype)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def output_layer(self) -> nn.Linear:
@@ -544,86 +479,6 @@ class SliceNet(nn.Module):
         tokens = self.embedding_norm(self.projection(features))
         return self.mixer(self.position(tokens, positions))
 
-    def _slice_features(
-        self,
-        volumes: torch.Tensor | None,
-        trunk_maps: torch.Tensor | None,
-        sample: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Encoder features ``(B, S, F)`` of the input, and the sampled slice indices."""
-        sampled = self._sampled if sample else lambda *args: None
-        if trunk_maps is not None:
-            if not self.frozen_stages:
-                raise ValueError("trunk_maps needs partial freezing (freeze_encoder='<layer>').")
-            chosen = sampled(trunk_maps.shape[1], trunk_maps.shape[0], trunk_maps.device)
-            if chosen is not None:
-                index = chosen.view(*chosen.shape, 1, 1, 1).expand(-1, -1, *trunk_maps.shape[2:])
-                trunk_maps = trunk_maps.gather(1, index)
-            features = self._features_from_trunk(trunk_maps.to(self.projection.weight.dtype))
-        elif volumes is None:
-            raise ValueError("Give volumes, encoder features or trunk_maps.")
-        elif volumes.ndim == 3:
-            if volumes.shape[-1] != self.projection.in_features:
-                raise ValueError(
-                    "Expected volumes (B, X, Y, Z) or (B, 1, X, Y, Z), or encoder features "
-                    f"(B, S, {self.projection.in_features}); got {tuple(volumes.shape)}."
-                )
-            features = volumes.to(self.projection.weight.dtype)
-            chosen = sampled(features.shape[1], features.shape[0], features.device)
-            if chosen is not None:
-                features = features.gather(1, chosen[..., None].expand(-1, -1, features.shape[2]))
-        else:
-            slices = self.to_slices(volumes)
-            chosen = sampled(slices.shape[1], slices.shape[0], slices.device)
-            if chosen is not None:
-                index = chosen[..., None, None].expand(-1, -1, *slices.shape[2:])
-                slices = slices.gather(1, index)
-            features = self.encode_slices(slices)
-        return features, chosen
-
-    @torch.no_grad()
-    def fit_token_scaler(self, batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]]):
-        """Fit :class:`TokenScaler`'s statistics on the slice tokens of ``batches``.
-
-        Each batch is what :meth:`forward` takes: volumes, encoder features, or
-        a mapping with ``trunk_maps``. The tokens are computed as a training
-        step computes them (training mode, so batch norms use batch
-        statistics), from every slice; nothing else changes: batch-norm
-        running statistics and the random number generators are restored.
-        Without it, the first training step fits the statistics on its own
-        batch; call it before wrapping the network in DistributedDataParallel,
-        whose processes see different batches.
-        """
-        if not isinstance(self.embedding_norm, TokenScaler):
-            return self  # weights of the LayerNorm network: nothing to fit
-        saved = {
-            name: buffer.clone()
-            for name, buffer in self.named_buffers()
-            if not name.startswith("embedding_norm.")
-        }
-        device = self.projection.weight.device
-        was_training = self.training
-        tokens = []
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            try:
-                self.train()
-                for batch in batches:
-                    if isinstance(batch, Mapping):
-                        features, _ = self._slice_features(None, batch["trunk_maps"], sample=False)
-                    else:
-                        features, _ = self._slice_features(batch, None, sample=False)
-                    tokens.append(
-                        self.projection(features).reshape(-1, self.projection.out_features)
-                    )
-            finally:
-                self.train(was_training)
-                for name, buffer in self.named_buffers():
-                    if name in saved:
-                        buffer.copy_(saved[name])
-        if tokens:
-            self.embedding_norm.fit(torch.cat(tokens))
-        return self
-
     def _sampled(self, n_slices: int, batch: int, device) -> torch.Tensor | None:
         """Random sorted slice indices ``(B, k)`` for a training step, or None for all."""
         if not (self.training and self.train_slices):
@@ -705,7 +560,33 @@ class SliceNet(nn.Module):
         trunk_maps: torch.Tensor | None,
     ) -> torch.Tensor | SliceNetOutput:
         """:meth:`forward` on the whole batch at once."""
-        features, chosen = self._slice_features(volumes, trunk_maps, sample=True)
+        if trunk_maps is not None:
+            if not self.frozen_stages:
+                raise ValueError("trunk_maps needs partial freezing (freeze_encoder='<layer>').")
+            chosen = self._sampled(trunk_maps.shape[1], trunk_maps.shape[0], trunk_maps.device)
+            if chosen is not None:
+                index = chosen.view(*chosen.shape, 1, 1, 1).expand(-1, -1, *trunk_maps.shape[2:])
+                trunk_maps = trunk_maps.gather(1, index)
+            features = self._features_from_trunk(trunk_maps.to(self.projection.weight.dtype))
+        elif volumes is None:
+            raise ValueError("Give volumes, encoder features or trunk_maps.")
+        elif volumes.ndim == 3:
+            if volumes.shape[-1] != self.projection.in_features:
+                raise ValueError(
+                    "Expected volumes (B, X, Y, Z) or (B, 1, X, Y, Z), or encoder features "
+                    f"(B, S, {self.projection.in_features}); got {tuple(volumes.shape)}."
+                )
+            features = volumes.to(self.projection.weight.dtype)
+            chosen = self._sampled(features.shape[1], features.shape[0], features.device)
+            if chosen is not None:
+                features = features.gather(1, chosen[..., None].expand(-1, -1, features.shape[2]))
+        else:
+            slices = self.to_slices(volumes)
+            chosen = self._sampled(slices.shape[1], slices.shape[0], slices.device)
+            if chosen is not None:
+                index = chosen[..., None, None].expand(-1, -1, *slices.shape[2:])
+                slices = slices.gather(1, index)
+            features = self.encode_slices(slices)
         positions = None
         if chosen is not None:
             positions = chosen + (self.slice_range[0] if self.slice_range else 0)
