@@ -22,6 +22,18 @@ Run::
 
 ``--budget-s`` stops before a fold that would not finish in time, and the row
 says which folds ran.
+
+On the CPU, partial fine-tuning runs on the command line's input instead: a
+route's ``.npy`` volumes written by ``ixi_routes.py --steps masks volumes``
+(deepbet + ANTs affine, z-scored in the brain), over several seeds, each with
+its own shuffle of the 5 folds. Every fold is one resumable JSON line, so the
+run can be stopped and started again::
+
+    python benchmarks/ixi_finetune.py run \
+        --volumes ~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy \
+        --out benchmarks/results/ixi_partial_cpu.jsonl --configs partial \
+        --feature-layer blocks.3 --feature-grid 2 --position none \
+        --lr 3e-4 --epochs 30 --seeds 0 1 --fit-all
 """
 
 from __future__ import annotations
@@ -84,15 +96,12 @@ def run(args: argparse.Namespace) -> None:
 
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
-    stored = np.load(args.volumes)
-    volumes = stored["codes"].astype(np.float32) * float(stored["step"]) + float(stored["low"])
-    ages = stored["age"]
+    torch.set_num_threads(args.threads)
+    volumes, ages, source = load_volumes(args)
     if args.quick:
         volumes, ages = volumes[:12], ages[:12]
     folds = 2 if args.quick else 5
-    cv = KFold(folds, shuffle=True, random_state=0)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    start = time.perf_counter()
 
     configs = [
         # Reference: the frozen route of ixi_brain_age.py, on the 8-bit volumes.
@@ -148,73 +157,143 @@ def run(args: argparse.Namespace) -> None:
     features = {}
     if args.feature_layer:
         features = dict(feature_layer=args.feature_layer, feature_grid=args.feature_grid)
-    predicted = {c["label"]: np.full(len(ages), np.nan) for c in configs}
-    seconds: dict[str, list[float]] = {c["label"]: [] for c in configs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_keys(args.out)
 
     def record(row: dict) -> None:
         print(json.dumps(row), flush=True)
         with args.out.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
 
-    # Folds outside, configurations inside: a run cut short by the budget still
-    # compares every configuration on the same folds.
-    for fold, (train, test) in enumerate(cv.split(volumes)):
+    def estimator(config: dict, seed: int):
+        params = {k: v for k, v in config.items() if k != "label"}
+        return SliceCNNRegressor(
+            pooling="mean",
+            position_embedding=position,
+            random_state=seed,
+            verbose=0,
+            precision="auto",  # bf16 forward passes on a GPU, as in the recorded runs
+            **params,
+            **features,
+        )
+
+    # Seeds outside (each its own shuffle of the folds and its own initialisation),
+    # folds next, configurations inside: a run cut short still compares every
+    # configuration on the same folds. Each fold is one resumable row.
+    start = time.perf_counter()
+    for seed in args.seeds:
+        cv = KFold(folds, shuffle=True, random_state=seed)
+        predicted = {c["label"]: np.full(len(ages), np.nan) for c in configs}
+        seconds: dict[str, list[float]] = {c["label"]: [] for c in configs}
+        for fold, (train, test) in enumerate(cv.split(volumes)):
+            for config in configs:
+                label = config["label"]
+                key = f"{source}|{label}|seed{seed}|fold{fold}|{args.epochs}ep|lr{config['lr']}"
+                if key in done:
+                    row = done[key]
+                    predicted[label][test] = row["predicted"]
+                    seconds[label].append(row["seconds"])
+                    continue
+                elapsed = time.perf_counter() - start
+                if elapsed + max(seconds[label], default=0.0) > args.budget_s:
+                    continue
+                begin = time.perf_counter()
+                est = estimator(config, seed).fit(volumes[train], ages[train])
+                predicted[label][test] = est.predict(volumes[test])
+                seconds[label].append(time.perf_counter() - begin)
+                record(
+                    {
+                        "key": key,
+                        "seed": seed,
+                        "fold": fold,
+                        "encoder": label,
+                        "n_train": len(train),
+                        "mae": round(
+                            float(mean_absolute_error(ages[test], predicted[label][test])), 3
+                        ),
+                        "seconds": round(seconds[label][-1], 1),
+                        "epochs_run": len(est.history),
+                        "threads": torch.get_num_threads(),
+                        "predicted": [round(float(v), 3) for v in predicted[label][test]],
+                    }
+                )
         for config in configs:
-            label = config["label"]
-            elapsed = time.perf_counter() - start
-            if elapsed + max(seconds[label], default=0.0) > args.budget_s:
+            label, finished = config["label"], ~np.isnan(predicted[config["label"]])
+            row = {
+                "task": "age",
+                "model": "slice",
+                "encoder": label,
+                "weights": config["weights"],
+                "pooling": "mean",
+                "position_embedding": position,
+                **features,
+                "epochs": config["max_epochs"],
+                "lr": config["lr"],
+                "batch_size": config["batch_size"],
+                "input": source,
+                "device": device,
+                "seed": seed,
+                "folds_run": len(seconds[label]),
+                "fold_mae": [
+                    round(float(mean_absolute_error(ages[t], predicted[label][t])), 3)
+                    for _, t in cv.split(volumes)
+                    if finished[t].all()
+                ],
+                "seconds": round(sum(seconds[label]), 1),
+            }
+            if finished.all():
+                row["key"] = f"{source}|{label}|seed{seed}|summary|{args.epochs}ep|lr{config['lr']}"
+                if row["key"] in done:
+                    continue
+            if finished.any():
+                row["mae"] = round(
+                    float(mean_absolute_error(ages[finished], predicted[label][finished])), 3
+                )
+                row["r"] = round(
+                    float(np.corrcoef(ages[finished], predicted[label][finished])[0, 1]), 3
+                )
+            record(row)
+
+    if args.fit_all:
+        # What a user pays: one fit on every scan, the fixed trunk's maps included.
+        for config in configs:
+            key = f"{source}|{config['label']}|fit_all|{args.epochs}ep|lr{config['lr']}"
+            if key in done:
                 continue
             begin = time.perf_counter()
-            params = {k: v for k, v in config.items() if k != "label"}
-            est = SliceCNNRegressor(
-                pooling="mean",
-                position_embedding=position,
-                random_state=0,
-                verbose=0,
-                precision="auto",  # bf16 forward passes on a GPU, as in the recorded runs
-                **params,
-                **features,
-            )
-            est.fit(volumes[train], ages[train])
-            predicted[label][test] = est.predict(volumes[test])
-            seconds[label].append(time.perf_counter() - begin)
+            est = estimator(config, args.seeds[0]).fit(volumes, ages)
             record(
                 {
-                    "fold": fold,
-                    "encoder": label,
-                    "mae": round(float(mean_absolute_error(ages[test], predicted[label][test])), 2),
-                    "seconds": round(seconds[label][-1], 1),
+                    "key": key,
+                    "step": "fit_all",
+                    "encoder": config["label"],
+                    "n_train": len(ages),
+                    "fit_seconds": round(time.perf_counter() - begin, 1),
                     "epochs_run": len(est.history),
+                    "threads": torch.get_num_threads(),
+                    "device": device,
                 }
             )
-    for config in configs:
-        label, done = config["label"], ~np.isnan(predicted[config["label"]])
-        row = {
-            "task": "age",
-            "model": "slice",
-            "encoder": label,
-            "weights": config["weights"],
-            "pooling": "mean",
-            "position_embedding": position,
-            **features,
-            "epochs": config["max_epochs"],
-            "lr": config["lr"],
-            "batch_size": config["batch_size"],
-            "input": "8-bit export",
-            "device": device,
-            "folds_run": len(seconds[label]),
-            "fold_mae": [
-                round(float(mean_absolute_error(ages[t], predicted[label][t])), 2)
-                for _, t in cv.split(volumes)
-                if done[t].all()
-            ],
-            "seconds": round(sum(seconds[label]), 1),
-        }
-        if done.any():
-            row["mae"] = round(float(mean_absolute_error(ages[done], predicted[label][done])), 2)
-            row["r"] = round(float(np.corrcoef(ages[done], predicted[label][done])[0, 1]), 3)
-        record(row)
+
+
+def done_keys(out: Path) -> dict[str, dict]:
+    if not out.exists():
+        return {}
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return {row["key"]: row for row in rows if "key" in row}
+
+
+def load_volumes(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
+    """The 8-bit export (ages inside), or a route's ``.npy`` from ``ixi_routes.py``."""
+    if args.volumes.suffix == ".npy":
+        from slicelearn.data import read_cohort
+
+        _, labels = read_cohort(args.ixi / "participants.tsv", target=["age", "sex"])
+        volumes = np.load(args.volumes).astype(np.float32)
+        return volumes, labels[:, 0].astype(np.float32), f"route {args.volumes.stem}"
+    stored = np.load(args.volumes)
+    volumes = stored["codes"].astype(np.float32) * float(stored["step"]) + float(stored["low"])
+    return volumes, stored["age"], "8-bit export"
 
 
 def main() -> None:
@@ -250,6 +329,14 @@ def main() -> None:
     runner.add_argument("--frozen-epochs", type=int, default=150)
     runner.add_argument("--budget-s", type=float, default=float("inf"))
     runner.add_argument("--quick", action="store_true", help="12 subjects, 2 folds")
+    runner.add_argument("--ixi", type=Path, default=IXI, help="ages for a route's .npy volumes")
+    runner.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="each its own fold shuffle and init"
+    )
+    runner.add_argument("--threads", type=int, default=2, help="torch threads")
+    runner.add_argument(
+        "--fit-all", action="store_true", help="after CV, time one fit on every scan"
+    )
     args = parser.parse_args()
     export(args) if args.step == "export" else run(args)
 

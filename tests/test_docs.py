@@ -31,6 +31,7 @@ PUBLIC_MODULES = [
     "slicelearn.cli",
     "slicelearn.qc",
     "slicelearn.readout",
+    "slicelearn.splits",
 ]
 
 
