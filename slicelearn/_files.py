@@ -1,4 +1,8 @@
-"""Writing files atomically, so a crash never leaves a complete-looking partial file.
+"""Where slicelearn keeps its files, and writing them atomically.
+
+:func:`data_home` is the one place that resolves the data home
+(``$SLICELEARN_DATA``, else ``~/slicelearn_data``): downloads and the
+preprocessed-volume cache both live under it.
 
 Every file slicelearn writes for later reading (cached volumes, model files,
 training checkpoints) goes through :func:`write_atomic`: the content goes to a
@@ -15,7 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["write_atomic"]
+__all__ = ["data_home", "write_atomic"]
+
+
+def data_home(data_home: str | os.PathLike | None = None, create: bool = False) -> Path:
+    """The data home: ``data_home``, else ``$SLICELEARN_DATA`` if not empty, else
+    ``~/slicelearn_data`` (created when ``create``)."""
+    home = data_home or os.environ.get("SLICELEARN_DATA") or os.path.join("~", "slicelearn_data")
+    path = Path(home).expanduser()
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _default_mode() -> int:

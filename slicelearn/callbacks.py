@@ -58,6 +58,14 @@ class RestoreBestWeights(Callback):
         if net.verbose:
             print(f"Restored the weights of epoch {self.best_epoch_} (best {self.monitor}).")
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Once training has ended the best weights are the module's own; a
+        # pickled estimator would otherwise carry a second copy of them (as
+        # skorch's EarlyStopping, drop it).
+        state = self.__dict__.copy()
+        state["best_state_"] = None
+        return state
+
 
 class RankZeroPrintLog(PrintLog):
     """skorch's ``PrintLog``, printed by the first process of a data-parallel run only."""

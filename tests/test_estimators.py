@@ -319,6 +319,17 @@ def test_best_validation_epoch_is_restored():
     assert mse == pytest.approx(min(valid_losses), rel=1e-4)
 
 
+def test_pickle_keeps_one_copy_of_the_weights(small_volumes):
+    X, y = small_volumes
+    est = SliceCNNRegressor(**fast_params(max_epochs=3)).fit(X, y)
+    restore = dict(est.callbacks_)["restore_best"]
+    assert restore.best_state_ is not None  # the copy exists while the estimator lives
+    restored = pickle.loads(pickle.dumps(est))
+    assert dict(restored.callbacks_)["restore_best"].best_state_ is None
+    assert dict(restored.callbacks_)["restore_best"].best_epoch_ == restore.best_epoch_
+    np.testing.assert_array_equal(restored.predict(X), est.predict(X))
+
+
 def test_works_in_pipeline_and_cross_validation(small_volumes):
     X, y = small_volumes
     pipe = Pipeline(

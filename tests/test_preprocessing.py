@@ -10,7 +10,8 @@ import pytest
 from conftest import write_scans
 
 from slicelearn.data import PreprocessedVolumes, VolumeCache, VolumePreprocessor, load_image
-from slicelearn.data import preprocessing as preprocessing_module
+from slicelearn.data.cache import resolve_cache_dir
+from slicelearn.datasets import get_data_home
 
 
 def _blob_scan(path, world_centre, affine, shape):
@@ -237,8 +238,13 @@ def test_failed_write_leaves_no_entry(tmp_path, monkeypatch):
 
 def test_auto_cache_dir_uses_the_data_home(monkeypatch, tmp_path):
     monkeypatch.setenv("SLICELEARN_DATA", str(tmp_path / "home"))
-    assert preprocessing_module.resolve_cache_dir("auto") == tmp_path / "home" / "cache"
-    assert preprocessing_module.resolve_cache_dir(None) is None
+    assert resolve_cache_dir("auto") == tmp_path / "home" / "cache"
+    assert resolve_cache_dir(None) is None
+    # An empty variable means unset, for the cache as for downloads.
+    monkeypatch.setenv("SLICELEARN_DATA", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert resolve_cache_dir("auto") == tmp_path / "user" / "slicelearn_data" / "cache"
+    assert get_data_home() == tmp_path / "user" / "slicelearn_data"
 
 
 def test_scans_on_the_template_grid_are_not_registered_again(tmp_path, monkeypatch):

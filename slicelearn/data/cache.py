@@ -18,9 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import write_atomic
+from .._files import data_home, write_atomic
 
 __all__ = ["VolumeCache"]
+
+
+def resolve_cache_dir(setting: str | os.PathLike | None) -> Path | None:
+    """The cache folder for a ``cache_dir`` setting (``"auto"``: the data home)."""
+    if setting is None:
+        return None
+    if isinstance(setting, str) and setting == "auto":
+        return data_home() / "cache"
+    return Path(setting).expanduser()
 
 
 class VolumeCache:
@@ -39,8 +48,6 @@ class VolumeCache:
     @classmethod
     def from_setting(cls, setting: str | os.PathLike | None) -> VolumeCache | None:
         """A cache for an estimator's ``cache_dir`` setting (``None``: no cache)."""
-        from .preprocessing import resolve_cache_dir
-
         directory = resolve_cache_dir(setting)
         return None if directory is None else cls(directory)
 

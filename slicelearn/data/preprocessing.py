@@ -16,13 +16,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .cache import VolumeCache
 from .io import canonical_shape, check_voxels, describe_item, load_nifti, read_voxels
 from .registration import REGISTRATIONS
 from .skullstrip import SKULL_STRIP_METHODS
@@ -484,9 +484,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         return volume.astype(np.float32)
 
     @cached_property
-    def _cache(self):
-        from .cache import VolumeCache
-
+    def _cache(self) -> VolumeCache | None:
         return VolumeCache.from_setting(self.cache_dir)
 
     def load(self, item: ImageLike, index: int = 0) -> np.ndarray:
@@ -541,13 +539,3 @@ class PreprocessedVolumes(Sequence):
 
     def __repr__(self) -> str:
         return f"PreprocessedVolumes(n={len(self)}, shape={self.preprocessor.output_shape_})"
-
-
-def resolve_cache_dir(setting: str | os.PathLike | None) -> Path | None:
-    """The cache folder for a ``cache_dir`` setting (``"auto"``: the data home)."""
-    if setting is None:
-        return None
-    if isinstance(setting, str) and setting == "auto":
-        home = os.environ.get("SLICELEARN_DATA", os.path.join("~", "slicelearn_data"))
-        return Path(home).expanduser() / "cache"
-    return Path(setting).expanduser()

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._files import data_home as resolve_data_home
+from .._files import write_atomic
+
 __all__ = ["fetch_ixi", "fetch_oasis_vbm", "get_data_home", "load_ixi"]
 
 IXI_URL = "http://biomedic.doc.ic.ac.uk/brain-development/downloads/IXI/"
@@ -30,10 +33,7 @@ IXI_T1_MD5 = "34901a0593b41dd19c1a1f746eac2d58"
 
 def get_data_home(data_home: str | os.PathLike | None = None) -> Path:
     """The folder where slicelearn keeps downloaded data (created if needed)."""
-    home = data_home or os.environ.get("SLICELEARN_DATA") or os.path.join("~", "slicelearn_data")
-    path = Path(home).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return resolve_data_home(data_home, create=True)
 
 
 def _md5(path: Path) -> str:
@@ -48,23 +48,22 @@ def _download(url: str, target: Path, md5: str | None = None, verbose: int = 1) 
     """Download ``url`` to ``target`` atomically; verify ``md5`` when given."""
     if target.is_file() and (md5 is None or _md5(target) == md5):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False)
-    partial = Path(handle.name)
-    try:
-        if verbose:
-            print(f"Downloading {url} ...", flush=True)
-        with handle, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, handle, length=1 << 20)
-        if md5 is not None and _md5(partial) != md5:
+    if verbose:
+        print(f"Downloading {url} ...", flush=True)
+
+    def fetch(handle) -> None:
+        digest = hashlib.md5(usedforsecurity=False)
+        with urllib.request.urlopen(url, timeout=60) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                handle.write(block)
+        if md5 is not None and digest.hexdigest() != md5:
             raise OSError(
-                f"Checksum mismatch for {url}: expected MD5 {md5}, got {_md5(partial)}. "
+                f"Checksum mismatch for {url}: expected MD5 {md5}, got {digest.hexdigest()}. "
                 "The download was incomplete or the file changed; nothing was kept."
             )
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
+
+    return write_atomic(target, fetch)
 
 
 def _read_ixi_demographics(path: Path) -> pd.DataFrame:

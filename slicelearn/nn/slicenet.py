@@ -492,10 +492,6 @@ class SliceNet(nn.Module):
         scores = torch.rand(batch, n_slices, device=device)
         return scores.topk(keep, dim=1).indices.sort(dim=1).values
 
-    def embed_slices(self, volumes: torch.Tensor) -> torch.Tensor:
-        """Slice tokens ``(B, S, embed_dim)`` as they enter the pooling."""
-        return self.embed_features(self.encode(volumes))
-
     def forward(
         self,
         volumes: torch.Tensor | None = None,
