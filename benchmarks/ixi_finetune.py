@@ -33,7 +33,7 @@ run can be stopped and started again::
         --volumes ~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy \
         --out benchmarks/results/ixi_partial_cpu.jsonl --configs partial \
         --feature-layer blocks.3 --feature-grid 2 --position none \
-        --lr 3e-4 --epochs 30 --seeds 0 1 --fit-all
+        --lr 3e-4 --epochs 30 --seeds 0 1 2 --fit-all
 """
 
 from __future__ import annotations
