@@ -43,7 +43,12 @@ def encoder_fingerprint(module: torch.nn.Module) -> str:
 
 
 def volume_keys(volumes: Any) -> list[str]:
-    """One content key per volume (array bytes, or file digest plus preprocessing recipe)."""
+    """One content key per volume (array bytes, or file digest plus preprocessing recipe).
+
+    A sequence with a ``cache_keys()`` method (augmented copies) names its own keys.
+    """
+    if hasattr(volumes, "cache_keys"):
+        return list(volumes.cache_keys())
     if isinstance(volumes, PreprocessedVolumes):
         recipe = volumes.preprocessor.fingerprint_
         keys = []

@@ -26,9 +26,10 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .data.augment import AugmentedVolumes, VolumeAugmenter
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
-from .feature_cache import shared_feature_cache
+from .feature_cache import shared_feature_cache, volume_keys
 from .nn.slicenet import AXES, SliceNet
 from .splits import check_groups, grouped_folds
 
@@ -63,6 +64,9 @@ class _SliceLinearReadout(BaseEstimator):
         axis: str | Sequence[str] = "sagittal",
         standardize: bool = True,
         preprocessing: VolumePreprocessor | None = None,
+        augmentation: VolumeAugmenter | None = None,
+        augment_copies: int = 4,
+        test_time_augmentation: int = 0,
         batch_size: int = 8,
         num_workers: int = 0,
         device: str = "cpu",
@@ -74,6 +78,9 @@ class _SliceLinearReadout(BaseEstimator):
         self.axis = axis
         self.standardize = standardize
         self.preprocessing = preprocessing
+        self.augmentation = augmentation
+        self.augment_copies = augment_copies
+        self.test_time_augmentation = test_time_augmentation
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.device = device
@@ -131,9 +138,56 @@ class _SliceLinearReadout(BaseEstimator):
             self.preprocessor_ = None
         return load_volumes(X)
 
-    def _features(self, X: Any, reset: bool) -> np.ndarray:
-        """``(n, F)``: each axis's slice features averaged over slices, joined."""
+    def _check_augmentation(self) -> None:
+        if self.augmentation is not None and not isinstance(self.augmentation, VolumeAugmenter):
+            raise TypeError(
+                f"augmentation must be a VolumeAugmenter or None, got {self.augmentation!r}."
+            )
+        for name in ("augment_copies", "test_time_augmentation"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+        if self.test_time_augmentation and self.augmentation is None:
+            raise ValueError(
+                "test_time_augmentation needs an augmentation to draw the copies from: "
+                "pass augmentation=VolumeAugmenter()."
+            )
+
+    def _copy_features(self, X: Any, reset: bool, copies: int) -> np.ndarray:
+        """``(copies + 1, n, F)``: the features of ``X`` and of its first ``copies`` perturbations."""
         volumes = self._volumes(X, reset)
+        parts = [self._pooled_features(volumes, reset)]
+        if copies:
+            keys = volume_keys(volumes)
+            for copy in range(1, copies + 1):
+                augmented = AugmentedVolumes(volumes, self.augmentation, copy, keys)
+                parts.append(self._pooled_features(augmented, reset=False))
+        return np.stack(parts)
+
+    def _training_rows(self, X: Any, y: np.ndarray, groups: Any) -> tuple:
+        """Features, targets and subject groups of the training rows (copies included)."""
+        self._check_augmentation()
+        copies = self.augment_copies if self.augmentation is not None else 0
+        features = self._copy_features(X, reset=True, copies=copies)
+        n = features.shape[1]
+        y = _targets(y, n)
+        if groups is not None:
+            groups = check_groups(groups, n)
+        if copies:
+            # A scan's copies stay in its group, so the penalty's CV never
+            # scores a copy of a scan it trained on.
+            groups = np.arange(n).astype(str) if groups is None else groups
+            groups = np.tile(groups, copies + 1)
+            y = np.concatenate([y] * (copies + 1))
+        return features.reshape(-1, features.shape[-1]), y, groups
+
+    def _test_features(self, X: Any) -> np.ndarray:
+        """``(n, F)``, averaged over the original and its test-time copies."""
+        self._check_augmentation()
+        return self._copy_features(X, reset=False, copies=self.test_time_augmentation).mean(0)
+
+    def _pooled_features(self, volumes: Any, reset: bool) -> np.ndarray:
+        """``(n, F)``: each axis's slice features averaged over slices, joined."""
         if reset:
             self.volume_shape_ = tuple(volumes.shape[1:])
         if not hasattr(self, "_nets"):
@@ -242,6 +296,20 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
         z-score every volume before slicing, as the slice networks do.
     preprocessing : VolumePreprocessor or None, default=None
         Applied to NIfTI paths or images (see :class:`~slicelearn.SliceCNNRegressor`).
+    augmentation : VolumeAugmenter or None, default=None
+        Random flips, rotations, shifts and intensity fields
+        (:class:`~slicelearn.data.VolumeAugmenter`). With it, ``fit`` adds
+        ``augment_copies`` perturbed copies of every training volume as extra
+        rows (same target), and the penalty is chosen by 5-fold CV that keeps
+        a volume's copies with it. Each copy is seeded by the volume's content,
+        so its features are computed once per process and reused by every
+        fold; the cost is ``augment_copies`` extra encoder passes per volume.
+    augment_copies : int, default=4
+        Perturbed copies per training volume (used only with ``augmentation``).
+    test_time_augmentation : int, default=0
+        At prediction, average the features of each volume and of this many
+        of its perturbed copies (needs ``augmentation``). The readout is
+        linear, so this averages the predictions (for a classifier, the logits).
     batch_size : int, default=8
         Volumes per encoder pass.
     num_workers : int, default=0
@@ -279,6 +347,9 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
         axis: str | Sequence[str] = "sagittal",
         standardize: bool = True,
         preprocessing: VolumePreprocessor | None = None,
+        augmentation: VolumeAugmenter | None = None,
+        augment_copies: int = 4,
+        test_time_augmentation: int = 0,
         batch_size: int = 8,
         num_workers: int = 0,
         device: str = "cpu",
@@ -292,6 +363,9 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
             axis=axis,
             standardize=standardize,
             preprocessing=preprocessing,
+            augmentation=augmentation,
+            augment_copies=augment_copies,
+            test_time_augmentation=test_time_augmentation,
             batch_size=batch_size,
             num_workers=num_workers,
             device=device,
@@ -307,15 +381,16 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
         """
         from sklearn.linear_model import RidgeCV
 
-        features = self._features(X, reset=True)
-        y = _targets(y, len(features)).astype(np.float64)
+        features, y, groups = self._training_rows(X, y, groups)
+        y = y.astype(np.float64)
         if y.ndim != 1:
             raise ValueError(f"y must be 1D, got shape {y.shape}.")
         if not np.isfinite(y).all():
-            raise ValueError(f"y[{int(np.flatnonzero(~np.isfinite(y))[0])}] is NaN or infinite.")
+            copies = self.augment_copies if self.augmentation is not None else 0
+            bad = int(np.flatnonzero(~np.isfinite(y))[0]) % (len(y) // (copies + 1))
+            raise ValueError(f"y[{bad}] is NaN or infinite.")
         cv, scoring = None, None
         if groups is not None:
-            groups = check_groups(groups, len(features))
             n_folds = min(5, len(np.unique(groups)))
             if n_folds >= 2:
                 cv = grouped_folds(n_folds, y, groups, stratified=False, random_state=0)
@@ -331,7 +406,7 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, shape (n_subjects,)."""
         check_is_fitted(self, "coef_")
-        return self._standardized(self._features(X, reset=False)) @ self.coef_ + self.intercept_
+        return self._standardized(self._test_features(X)) @ self.coef_ + self.intercept_
 
 
 class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
@@ -369,6 +444,9 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
         axis: str | Sequence[str] = "sagittal",
         standardize: bool = True,
         preprocessing: VolumePreprocessor | None = None,
+        augmentation: VolumeAugmenter | None = None,
+        augment_copies: int = 4,
+        test_time_augmentation: int = 0,
         batch_size: int = 8,
         num_workers: int = 0,
         device: str = "cpu",
@@ -382,6 +460,9 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
             axis=axis,
             standardize=standardize,
             preprocessing=preprocessing,
+            augmentation=augmentation,
+            augment_copies=augment_copies,
+            test_time_augmentation=test_time_augmentation,
             batch_size=batch_size,
             num_workers=num_workers,
             device=device,
@@ -396,8 +477,7 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
         """
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
-        features = self._features(X, reset=True)
-        y = _targets(y, len(features))
+        features, y, groups = self._training_rows(X, y, groups)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -410,7 +490,6 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
         smallest = int(np.bincount(codes).min())
         cv: Any = min(5, smallest)
         if groups is not None:
-            groups = check_groups(groups, len(features))
             smallest = min(smallest, len(np.unique(groups)))
             cv = min(5, smallest)
             if cv >= 2:
@@ -441,7 +520,7 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
 
     def decision_function(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "coef_")
-        scores = self._standardized(self._features(X, reset=False)) @ self.coef_.T
+        scores = self._standardized(self._test_features(X)) @ self.coef_.T
         scores = scores + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
 

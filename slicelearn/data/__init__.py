@@ -7,9 +7,12 @@
 - :mod:`.cache`: the on-disk cache of preprocessed volumes;
 - :mod:`.dataset`: the lazy torch dataset the estimators train from;
 - :mod:`.cohort`: reading BIDS datasets and CSV/TSV tables into ``(paths, y)``;
-- :mod:`.skullstrip`: offline brain extraction of raw scans (:func:`brain_mask`).
+- :mod:`.skullstrip`: offline brain extraction of raw scans (:func:`brain_mask`);
+- :mod:`.augment`: random flips, rotations, shifts and intensity fields
+  (:class:`VolumeAugmenter`) for training and test-time augmentation.
 """
 
+from .augment import AugmentedVolumes, VolumeAugmenter
 from .cache import VolumeCache
 from .cohort import Cohort, load_cohort, read_cohort
 from .dataset import VolumeDataset, VolumeLoadError
@@ -18,8 +21,10 @@ from .preprocessing import PreprocessedVolumes, VolumePreprocessor, template_ima
 from .skullstrip import brain_mask
 
 __all__ = [
+    "AugmentedVolumes",
     "Cohort",
     "PreprocessedVolumes",
+    "VolumeAugmenter",
     "VolumeCache",
     "VolumeDataset",
     "VolumeLoadError",
