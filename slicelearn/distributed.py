@@ -31,7 +31,19 @@ __all__ = ["EpochShardSampler", "ProcessGroup", "print_on_rank_zero", "process_g
 
 @dataclass(frozen=True)
 class ProcessGroup:
-    """Where this process sits in a data-parallel run."""
+    """Where this process sits in a data-parallel run.
+
+    Parameters
+    ----------
+    rank : int
+        This process's index among all processes.
+    world_size : int
+        How many processes train together.
+    local_rank : int
+        Its index on this machine (which GPU it takes).
+    backend : str
+        ``"nccl"`` or ``"gloo"``.
+    """
 
     rank: int
     world_size: int
@@ -85,6 +97,21 @@ class EpochShardSampler(DistributedSampler):
     Unlike :class:`~torch.utils.data.DistributedSampler`, the epoch advances
     by itself each time the loader is iterated, since skorch iterates one
     loader for all epochs.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        What is sampled.
+    num_replicas : int
+        The number of processes.
+    rank : int
+        This process's index.
+    shuffle : bool, default=True
+        Permute each epoch (in the same way in every process).
+    seed : int, default=0
+        Seed of the permutations, mixed with the epoch number.
+    first_epoch : int, default=0
+        The epoch the first iteration samples (a resumed fit continues the sequence).
     """
 
     def __init__(

@@ -36,6 +36,7 @@ from skorch.utils import is_dataset, to_tensor
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ._params import with_shared_parameters
 from .allocator import retain_freed_memory
 from .callbacks import RankZeroPrintLog, RestoreBestWeights, TrainingCheckpoint
 from .data.dataset import VolumeDataset, VolumeLoadError
@@ -52,25 +53,6 @@ from .splits import check_groups, grouped_validation_split
 
 __all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
 
-_ARCHITECTURE_PARAMS = (
-    "encoder",
-    "weights",
-    "pooling",
-    "position_embedding",
-    "axis",
-    "embed_dim",
-    "attention_heads",
-    "head_hidden",
-    "dropout",
-    "freeze_encoder",
-    "standardize",
-    "feature_layer",
-    "feature_grid",
-    "train_slices",
-    "slice_chunk_size",
-    "checkpoint_slices",
-    "channels_last",
-)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -133,6 +115,78 @@ def _private_state(name: str, default: Callable[[], Any]) -> property:
 
 class _SliceCNNMixin:
     """What both estimators share: building the model, reading X, seeding, device."""
+
+    def __init__(
+        self,
+        encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
+        weights: str | None = "imagenet",
+        *,
+        pooling: str = "attention",
+        position_embedding: str | None = "learned",
+        axis: str = "sagittal",
+        embed_dim: int = 32,
+        attention_heads: int = 4,
+        head_hidden: int | None = 64,
+        dropout: float = 0.0,
+        freeze_encoder: bool | str = False,
+        standardize: bool = True,
+        feature_layer: str | None = None,
+        feature_grid: int = 1,
+        train_slices: int | float | None = None,
+        crop_empty_slices: bool = False,
+        slice_chunk_size: int | None = None,
+        checkpoint_slices: bool = False,
+        channels_last: bool = True,
+        precision: str = "auto",
+        preprocessing: VolumePreprocessor | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        criterion: type[nn.Module] | None = None,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+        lr: float = 1e-4,
+        max_epochs: int = 30,
+        batch_size: int = 8,
+        train_split: Any = None,
+        callbacks: Any = None,
+        device: str = "auto",
+        verbose: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        # The one place the shared parameters are declared and stored; the
+        # estimators declare only what differs (their criterion and split).
+        super().__init__(
+            SliceNet,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            callbacks=callbacks,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.encoder = encoder
+        self.weights = weights
+        self.pooling = pooling
+        self.position_embedding = position_embedding
+        self.axis = axis
+        self.embed_dim = embed_dim
+        self.attention_heads = attention_heads
+        self.head_hidden = head_hidden
+        self.dropout = dropout
+        self.freeze_encoder = freeze_encoder
+        self.standardize = standardize
+        self.feature_layer = feature_layer
+        self.feature_grid = feature_grid
+        self.train_slices = train_slices
+        self.crop_empty_slices = crop_empty_slices
+        self.slice_chunk_size = slice_chunk_size
+        self.checkpoint_slices = checkpoint_slices
+        self.channels_last = channels_last
+        self.precision = precision
+        self.preprocessing = preprocessing
+        self.random_state = random_state
 
     # -- device="auto" ---------------------------------------------------------
     # skorch reads self.device wherever it moves tensors; resolving "auto" on
@@ -568,7 +622,7 @@ class _SliceCNNMixin:
             raise NotFittedError(
                 f"{type(self).__name__} builds its network from the training data: call fit."
             )
-        kwargs = {name: getattr(self, name) for name in _ARCHITECTURE_PARAMS}
+        kwargs = {name: getattr(self, name) for name in _architecture_params()}
         self.module_ = SliceNet(
             n_outputs=self._n_outputs(),
             n_slices=self.n_slices_,
@@ -641,6 +695,12 @@ def _seeded(seed: int, device) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def _architecture_params() -> tuple[str, ...]:
+    """Estimator parameters that are SliceNet's too, in SliceNet's order."""
+    shared = inspect.signature(_SliceCNNMixin.__init__).parameters
+    return tuple(name for name in inspect.signature(SliceNet).parameters if name in shared)
 
 
 _COMMON_PARAMS_DOC = """
@@ -744,7 +804,9 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
     Parameters
     ----------"""
         + _COMMON_PARAMS_DOC
-        + """
+        + """    criterion : loss class, default=torch.nn.MSELoss
+        The training loss (``criterion__*`` routes its arguments).
+
     Attributes
     ----------
     module_ : SliceNet
@@ -774,71 +836,14 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         self,
         encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
         weights: str | None = "imagenet",
-        pooling: str = "attention",
-        position_embedding: str | None = "learned",
-        axis: str = "sagittal",
-        embed_dim: int = 32,
-        attention_heads: int = 4,
-        head_hidden: int | None = 64,
-        dropout: float = 0.0,
-        freeze_encoder: bool | str = False,
-        standardize: bool = True,
-        feature_layer: str | None = None,
-        feature_grid: int = 1,
-        train_slices: int | float | None = None,
-        crop_empty_slices: bool = False,
-        slice_chunk_size: int | None = None,
-        checkpoint_slices: bool = False,
-        channels_last: bool = True,
-        precision: str = "auto",
-        preprocessing: VolumePreprocessor | None = None,
-        random_state: int | np.random.RandomState | None = None,
         *,
         criterion: type[nn.Module] = nn.MSELoss,
-        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
-        lr: float = 1e-4,
-        max_epochs: int = 30,
-        batch_size: int = 8,
         train_split: Any = _REGRESSOR_SPLIT,
-        callbacks: Any = None,
-        device: str = "auto",
-        verbose: int = 1,
-        **kwargs: Any,
+        **params: Any,
     ) -> None:
-        super().__init__(
-            SliceNet,
-            criterion=criterion,
-            optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            train_split=train_split,
-            callbacks=callbacks,
-            device=device,
-            verbose=verbose,
-            **kwargs,
-        )
-        self.encoder = encoder
-        self.weights = weights
-        self.pooling = pooling
-        self.position_embedding = position_embedding
-        self.axis = axis
-        self.embed_dim = embed_dim
-        self.attention_heads = attention_heads
-        self.head_hidden = head_hidden
-        self.dropout = dropout
-        self.freeze_encoder = freeze_encoder
-        self.standardize = standardize
-        self.feature_layer = feature_layer
-        self.feature_grid = feature_grid
-        self.train_slices = train_slices
-        self.crop_empty_slices = crop_empty_slices
-        self.slice_chunk_size = slice_chunk_size
-        self.checkpoint_slices = checkpoint_slices
-        self.channels_last = channels_last
-        self.precision = precision
-        self.preprocessing = preprocessing
-        self.random_state = random_state
+        super().__init__(encoder, weights, criterion=criterion, train_split=train_split, **params)
+
+    __init__.__signature__ = with_shared_parameters(__init__, _SliceCNNMixin.__init__)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -951,73 +956,22 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         self,
         encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
         weights: str | None = "imagenet",
-        pooling: str = "attention",
-        position_embedding: str | None = "learned",
-        axis: str = "sagittal",
-        embed_dim: int = 32,
-        attention_heads: int = 4,
-        head_hidden: int | None = 64,
-        dropout: float = 0.0,
-        freeze_encoder: bool | str = False,
-        standardize: bool = True,
-        feature_layer: str | None = None,
-        feature_grid: int = 1,
-        train_slices: int | float | None = None,
-        crop_empty_slices: bool = False,
-        slice_chunk_size: int | None = None,
-        checkpoint_slices: bool = False,
-        channels_last: bool = True,
-        precision: str = "auto",
-        preprocessing: VolumePreprocessor | None = None,
-        random_state: int | np.random.RandomState | None = None,
         *,
         classes: Any = None,
         criterion: type[nn.Module] | None = None,
-        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
-        lr: float = 1e-4,
-        max_epochs: int = 30,
-        batch_size: int = 8,
         train_split: Any = _CLASSIFIER_SPLIT,
-        callbacks: Any = None,
-        device: str = "auto",
-        verbose: int = 1,
-        **kwargs: Any,
+        **params: Any,
     ) -> None:
         super().__init__(
-            SliceNet,
-            criterion=criterion,
+            encoder,
+            weights,
             classes=classes,
-            optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
+            criterion=criterion,
             train_split=train_split,
-            callbacks=callbacks,
-            device=device,
-            verbose=verbose,
-            **kwargs,
+            **params,
         )
-        self.encoder = encoder
-        self.weights = weights
-        self.pooling = pooling
-        self.position_embedding = position_embedding
-        self.axis = axis
-        self.embed_dim = embed_dim
-        self.attention_heads = attention_heads
-        self.head_hidden = head_hidden
-        self.dropout = dropout
-        self.freeze_encoder = freeze_encoder
-        self.standardize = standardize
-        self.feature_layer = feature_layer
-        self.feature_grid = feature_grid
-        self.train_slices = train_slices
-        self.crop_empty_slices = crop_empty_slices
-        self.slice_chunk_size = slice_chunk_size
-        self.checkpoint_slices = checkpoint_slices
-        self.channels_last = channels_last
-        self.precision = precision
-        self.preprocessing = preprocessing
-        self.random_state = random_state
+
+    __init__.__signature__ = with_shared_parameters(__init__, _SliceCNNMixin.__init__)
 
     def _validation_scoring(self) -> tuple[str, EpochScoring]:
         return "valid_acc", EpochScoring(_valid_accuracy, name="valid_acc", lower_is_better=False)

@@ -49,10 +49,19 @@ def _check(estimator: Any, method: str) -> None:
 
 
 def _volumes(estimator: Any, X: Any):
-    """Yield ``(index, volume tensor (X, Y, Z))`` of X, read as the network reads them."""
-    dataset = estimator.volume_dataset(X)
-    for index in range(len(dataset)):
-        yield index, torch.as_tensor(np.asarray(dataset[index][0], dtype=np.float32))
+    """Yield ``(index, volume tensor (X, Y, Z))`` of X, read as the estimator reads them.
+
+    Slice networks read through their dataset; the linear readouts through
+    their preprocessing.
+    """
+    if hasattr(estimator, "volume_dataset"):
+        dataset = estimator.volume_dataset(X)
+        volumes = (dataset[index][0] for index in range(len(dataset)))
+    else:
+        loaded = estimator._volumes(X, reset=False)
+        volumes = (loaded[index] for index in range(len(loaded)))
+    for index, volume in enumerate(volumes):
+        yield index, torch.as_tensor(np.asarray(volume, dtype=np.float32))
 
 
 def _output_index(estimator: Any, outputs: torch.Tensor, output: int | None) -> int:
@@ -82,9 +91,7 @@ def _per_volume(
         voxels = (gradient * batch.detach()).abs()[0].float().cpu().numpy()
         return voxels, voxels
     with torch.inference_mode():
-        tokens = module.embed_features(module.encode(batch))
-        pooled, attention = module.pooling(tokens)
-        outputs = module.head(pooled)
+        outputs, tokens, attention = module(batch, return_details=True)
         index = _output_index(estimator, outputs, output)
         if method == "attention":
             return attention[0].float().cpu().numpy(), None
@@ -92,7 +99,7 @@ def _per_volume(
         changes = []
         for position in range(tokens.shape[1]):
             kept = torch.cat([tokens[:, :position], tokens[:, position + 1 :]], dim=1)
-            changes.append((module.head(module.pooling(kept)[0])[0, index] - reference).abs())
+            changes.append((module.predict_from_tokens(kept)[0][0, index] - reference).abs())
         return torch.stack(changes).float().cpu().numpy(), None
 
 

@@ -26,6 +26,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ._params import with_shared_parameters
 from .data.augment import AugmentedVolumes, VolumeAugmenter
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
@@ -154,7 +155,7 @@ class _SliceLinearReadout(BaseEstimator):
             )
 
     def _copy_features(self, X: Any, reset: bool, copies: int) -> np.ndarray:
-        """``(copies + 1, n, F)``: the features of ``X`` and of its first ``copies`` perturbations."""
+        """``(copies + 1, n, F)``: features of ``X`` and of its first ``copies`` perturbations."""
         volumes = self._volumes(X, reset)
         parts = [self._pooled_features(volumes, reset)]
         if copies:
@@ -278,12 +279,7 @@ def _targets(y: Any, n: int) -> np.ndarray:
     return y
 
 
-class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
-    """Ridge regression on frozen ImageNet slice features, e.g. brain age.
-
-    Parameters
-    ----------
-    encoder : str, default="efficientnet_lite0"
+_READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
         A named encoder of :func:`slicelearn.nn.build_encoder`, kept frozen.
     weights : {"imagenet", None} or path, default="imagenet"
     feature_layer : str or None, default="blocks.3"
@@ -315,8 +311,20 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
     num_workers : int, default=0
         DataLoader workers reading and preprocessing scans.
     device : str, default="cpu"
-    alphas : tuple of float, default=10**-1 ... 10**7 (17 values)
-        Ridge penalties; the one with the best leave-one-out error is kept.
+"""
+
+
+class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
+    __doc__ = (
+        """Ridge regression on frozen ImageNet slice features, e.g. brain age.
+
+    Parameters
+    ----------
+"""
+        + _READOUT_PARAMS_DOC
+        + """    alphas : tuple of float, default=10**-1 ... 10**7 (17 values)
+        Ridge penalties; the one with the best leave-one-out error is kept
+        (5-fold CV over subjects with ``groups`` or ``augmentation``).
 
     Attributes
     ----------
@@ -336,41 +344,20 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
     >>> est.predict(X[:3]).shape
     (3,)
     """
+    )
 
     def __init__(
         self,
         encoder: str = "efficientnet_lite0",
         weights: str | None = "imagenet",
         *,
-        feature_layer: str | None = "blocks.3",
-        feature_grid: int = 2,
-        axis: str | Sequence[str] = "sagittal",
-        standardize: bool = True,
-        preprocessing: VolumePreprocessor | None = None,
-        augmentation: VolumeAugmenter | None = None,
-        augment_copies: int = 4,
-        test_time_augmentation: int = 0,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        device: str = "cpu",
         alphas: Sequence[float] = DEFAULT_ALPHAS,
+        **params: Any,
     ) -> None:
-        super().__init__(
-            encoder,
-            weights,
-            feature_layer=feature_layer,
-            feature_grid=feature_grid,
-            axis=axis,
-            standardize=standardize,
-            preprocessing=preprocessing,
-            augmentation=augmentation,
-            augment_copies=augment_copies,
-            test_time_augmentation=test_time_augmentation,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-        )
+        super().__init__(encoder, weights, **params)
         self.alphas = alphas
+
+    __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> SliceLinearRegressor:
         """Encode ``X`` once and fit the ridge readout to ``y``.
@@ -410,11 +397,16 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
 
 
 class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
-    """Logistic regression on frozen ImageNet slice features, e.g. AD vs CN.
+    __doc__ = (
+        """Logistic regression on frozen ImageNet slice features, e.g. AD vs CN.
 
-    Takes the parameters of :class:`SliceLinearRegressor`, with ``Cs``
-    (inverse penalties, chosen by stratified internal cross-validation)
-    instead of ``alphas``.
+    Parameters
+    ----------
+"""
+        + _READOUT_PARAMS_DOC
+        + """    Cs : tuple of float, default=10**-5 ... 10**1 (7 values)
+        Inverse penalties, chosen by stratified internal cross-validation
+        (log loss).
 
     Attributes
     ----------
@@ -433,41 +425,20 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
     >>> clf.fit(X, np.where(k < 20, "early", "late")).predict_proba(X[:2]).shape
     (2, 2)
     """
+    )
 
     def __init__(
         self,
         encoder: str = "efficientnet_lite0",
         weights: str | None = "imagenet",
         *,
-        feature_layer: str | None = "blocks.3",
-        feature_grid: int = 2,
-        axis: str | Sequence[str] = "sagittal",
-        standardize: bool = True,
-        preprocessing: VolumePreprocessor | None = None,
-        augmentation: VolumeAugmenter | None = None,
-        augment_copies: int = 4,
-        test_time_augmentation: int = 0,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        device: str = "cpu",
         Cs: Sequence[float] = DEFAULT_CS,
+        **params: Any,
     ) -> None:
-        super().__init__(
-            encoder,
-            weights,
-            feature_layer=feature_layer,
-            feature_grid=feature_grid,
-            axis=axis,
-            standardize=standardize,
-            preprocessing=preprocessing,
-            augmentation=augmentation,
-            augment_copies=augment_copies,
-            test_time_augmentation=test_time_augmentation,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-        )
+        super().__init__(encoder, weights, **params)
         self.Cs = Cs
+
+    __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> SliceLinearClassifier:
         """Encode ``X`` once and fit the logistic readout to the labels ``y``.

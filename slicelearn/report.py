@@ -94,12 +94,10 @@ def _slice_profile(estimator: Any, X: Any, max_subjects: int = 16) -> tuple[np.n
 
 def _volume_batch(estimator: Any, X: Any, max_subjects: int) -> np.ndarray:
     """The first volumes of X as one array, read the way the estimator reads them."""
+    from .inspection import _volumes
+
     subset = X[: min(len(X), max_subjects)]
-    if hasattr(estimator, "volume_dataset"):
-        dataset = estimator.volume_dataset(subset)
-        return np.stack([np.asarray(dataset[i][0]) for i in range(len(dataset))])
-    volumes = estimator._volumes(subset, reset=False)
-    return np.stack([np.asarray(volumes[i], dtype=np.float32) for i in range(len(volumes))])
+    return np.stack([volume.numpy() for _, volume in _volumes(estimator, subset)])
 
 
 def _learning_curves(history: Any, path: Path) -> None:

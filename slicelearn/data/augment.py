@@ -163,9 +163,7 @@ class AugmentedVolumes(Sequence):
         if isinstance(index, (list, np.ndarray, slice)):
             picked = range(len(self))[index] if isinstance(index, slice) else index
             return [self[int(i)] for i in picked]
-        return self.augmenter.transform_one(
-            self.volumes[index], self.copy, key=self.keys[index]
-        )
+        return self.augmenter.transform_one(self.volumes[index], self.copy, key=self.keys[index])
 
     def cache_keys(self) -> list[str]:
         """Content keys of the copies: the source's key, the copy number and the recipe."""

@@ -515,6 +515,13 @@ class PreprocessedVolumes(Sequence):
     Indexing with an integer returns the preprocessed float32 volume (cached
     on disk); with a slice or index array, another lazy view. Estimators
     read these without ever holding the cohort in memory.
+
+    Parameters
+    ----------
+    items : sequence of paths or nibabel images
+        The scans.
+    preprocessor : VolumePreprocessor
+        Fitted; applied to each scan as it is read.
     """
 
     def __init__(self, items: Sequence[ImageLike], preprocessor: VolumePreprocessor) -> None:

@@ -304,22 +304,34 @@ def _check_weights(name: str, weights: WeightsSpec) -> None:
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """What slicelearn knows about a named encoder (see :func:`register_encoder`)."""
+    """What slicelearn knows about a named encoder (see :func:`register_encoder`).
+
+    Parameters
+    ----------
+    name : str
+        The encoder's registered name.
+    builder : callable
+        ``builder(weights)`` with ``weights`` ``"imagenet"`` or ``None`` returns
+        the backbone (RGB stem, no classifier) with an integer ``out_features``.
+    feature_layers : tuple of str, default=()
+        Child modules, in order, that ``feature_layer=`` may stop after.
+    imagenet : bool, default=True
+        Whether ``weights="imagenet"`` exists for it.
+    weights_source : str, default=""
+        Where its ImageNet weights come from, for people.
+    offline : bool, default=False
+        Whether those weights load without a network.
+    recommended_features : tuple, default=(None, 1)
+        The ``(feature_layer, feature_grid)`` the command line uses for it by default.
+    """
 
     name: str
     builder: Callable[[str | None], nn.Module]
-    """``builder(weights)`` with ``weights`` ``"imagenet"`` or ``None`` returns the
-    backbone (RGB stem, no classifier) with an integer ``out_features``."""
     feature_layers: tuple[str, ...] = ()
-    """Child modules, in order, that ``feature_layer=`` may stop after."""
     imagenet: bool = True
-    """Whether ``weights="imagenet"`` exists for it."""
     weights_source: str = ""
-    """Where its ImageNet weights come from, for people."""
     offline: bool = False
-    """Whether those weights load without a network."""
     recommended_features: tuple[str | None, int] = (None, 1)
-    """The (feature_layer, feature_grid) the command line uses for it by default."""
 
 
 _REGISTRY: dict[str, EncoderSpec] = {}
@@ -585,6 +597,17 @@ class TruncatedEncoder(nn.Module):
     The backbones in :data:`FEATURE_LAYERS` apply their child modules in
     registration order up to global pooling, so their first children form
     the same function as the full network's feature path, stopped early.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        The full backbone (RGB or folded stem, no classifier).
+    name : str
+        Its encoder name, which says what its feature layers are.
+    feature_layer : str or None
+        The last layer kept (``None``: the whole feature path).
+    feature_grid : int
+        Side of the grid each slice's feature map is average-pooled to.
     """
 
     def __init__(

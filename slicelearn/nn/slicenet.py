@@ -136,6 +136,15 @@ class SliceMixer(nn.Module):
     token's contribution depend jointly on its content and its index (the
     DeepSets ``phi``), so a feature's position reaches the pooled vector for
     any slice count. See ``docs/design.md`` for the experiment behind it.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Size of the slice tokens.
+    dropout : float, default=0.0
+        Dropout after the hidden layer.
+    expansion : int, default=2
+        Hidden width as a multiple of ``embed_dim``.
     """
 
     def __init__(self, embed_dim: int, dropout: float = 0.0, expansion: int = 2) -> None:
@@ -479,6 +488,16 @@ class SliceNet(nn.Module):
         tokens = self.embedding_norm(self.projection(features))
         return self.mixer(self.position(tokens, positions))
 
+    def predict_from_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pool slice tokens ``(B, S, embed_dim)`` and apply the head.
+
+        Returns the prediction ``(B, n_outputs)`` and the attention weights
+        ``(B, S)`` (``None`` unless ``pooling="attention"``). Any subset of a
+        volume's tokens may be given: the pooling is over the set.
+        """
+        pooled, attention = self.pooling(tokens)
+        return self.head(pooled), attention
+
     def _sampled(self, n_slices: int, batch: int, device) -> torch.Tensor | None:
         """Random sorted slice indices ``(B, k)`` for a training step, or None for all."""
         if not (self.training and self.train_slices):
@@ -587,8 +606,7 @@ class SliceNet(nn.Module):
         if chosen is not None:
             positions = chosen + (self.slice_range[0] if self.slice_range else 0)
         tokens = self.embed_features(features, positions)
-        pooled, attention = self.pooling(tokens)
-        prediction = self.head(pooled)
+        prediction, attention = self.predict_from_tokens(tokens)
         if return_details:
             return SliceNetOutput(prediction, tokens, attention)
         return prediction
