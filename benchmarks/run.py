@@ -285,7 +285,6 @@ def encoder_gflops_per_volume(model: PlainSliceModel, device: str) -> float:
 def frozen_search(n: int, epochs: int, cached: bool) -> float:
     """Seconds for a 6-configuration GridSearchCV with a frozen encoder."""
     from sklearn.model_selection import GridSearchCV, KFold
-    from skorch.dataset import Dataset
 
     from slicelearn import SliceCNNRegressor
     from slicelearn.feature_cache import shared_feature_cache
@@ -293,8 +292,8 @@ def frozen_search(n: int, epochs: int, cached: bool) -> float:
     class RecomputingRegressor(SliceCNNRegressor):
         """A frozen encoder run again on every batch: no feature cache."""
 
-        def _training_data(self, X, y=None, share_out=False):
-            return Dataset(X, y) if isinstance(X, np.ndarray) else X
+        def _fit_data(self, X, y):
+            return self._dataset(X, y, encoded=False, checked=True)
 
         def get_dataset(self, X, y=None):
             return self.volume_dataset(X, y)

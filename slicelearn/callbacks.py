@@ -16,12 +16,16 @@ Add skorch's ``EarlyStopping`` through ``callbacks`` to stop early as well.
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback, PrintLog
+from torch import nn
 
 from ._files import write_atomic
 
@@ -110,7 +114,7 @@ class TrainingCheckpoint(Callback):
 
     def on_epoch_end(self, net, **kwargs) -> None:
         state = {
-            "fingerprint": net._checkpoint_fingerprint_,
+            "fingerprint": getattr(self, "fingerprint_", None),  # None: never resumed
             "epochs": len(net.history),
             "module": net.module_.state_dict(),
             "optimizer": net.optimizer_.state_dict(),
@@ -124,8 +128,14 @@ class TrainingCheckpoint(Callback):
     def on_train_end(self, net, **kwargs) -> None:
         Path(self.path).unlink(missing_ok=True)
 
-    def restore(self, net, fingerprint: str) -> int:
-        """Load the checkpoint into ``net``; return the number of epochs it holds (0: none)."""
+    def restore(self, net, X: Any, y: Any) -> int:
+        """Load the checkpoint into ``net``; return the number of epochs it holds (0: none).
+
+        ``fit`` calls this before training on ``X``, ``y``: it also records what
+        this fit's checkpoints are written for (``fingerprint_``), so that a
+        checkpoint is resumed only by a fit with the same parameters and data.
+        """
+        self.fingerprint_ = fingerprint = training_fingerprint(net, X, y)
         path = Path(self.path)
         if not (self.resume and path.is_file()):
             return 0
@@ -153,6 +163,42 @@ class TrainingCheckpoint(Callback):
                 callback.best_epoch_, callback.best_state_ = state["best"]
             _restore_best_score(callback, net.history)
         return int(state["epochs"])
+
+
+def training_fingerprint(net: Any, X: Any, y: Any) -> str:
+    """What a checkpoint must match to be resumed: class, parameters, training data."""
+    ignored = {"callbacks", "verbose", "device", "warm_start"}
+    params = {
+        name: _stable_repr(value)
+        for name, value in sorted(net.get_params(deep=False).items())
+        if name not in ignored and not name.startswith(("_", "callbacks__"))
+    }
+    digest = hashlib.sha256(f"{type(net).__name__}:{params}:{len(X)}".encode())
+    digest.update(np.ascontiguousarray(np.asarray(y).astype(str)).tobytes())
+    return digest.hexdigest()
+
+
+def _stable_repr(value: Any) -> str:
+    """A representation that is the same in every process (no memory addresses)."""
+    if inspect.isclass(value) or inspect.isfunction(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, nn.Module):
+        state = value.state_dict()
+        shapes = {k: tuple(t.shape) for k, t in state.items()}
+        return f"{type(value).__qualname__}{shapes}"
+    if hasattr(value, "get_params"):
+        params = {k: _stable_repr(v) for k, v in sorted(value.get_params(deep=False).items())}
+        return f"{type(value).__qualname__}{params}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_stable_repr(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_stable_repr(v)}" for k, v in sorted(value.items())) + "}"
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return repr(value)
+    if hasattr(value, "__dict__"):  # e.g. ValidSplit: its repr holds an address
+        fields = {k: _stable_repr(v) for k, v in sorted(vars(value).items())}
+        return f"{type(value).__qualname__}{fields}"
+    return repr(value)
 
 
 def _restore_best_score(callback, history) -> None:

@@ -14,19 +14,32 @@ script:
 - validation, prediction and scoring run whole on every process, so every
   process keeps the same history and restores the same best weights;
 - only rank 0 prints.
+
+:class:`DataParallelMixin` is the estimators' side of this: the DDP wrapper,
+the sharded training iterator, the logged loss of the global batch, and
+the wrapper's release at the end of a fit.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-__all__ = ["EpochShardSampler", "ProcessGroup", "print_on_rank_zero", "process_group"]
+__all__ = [
+    "DataParallelMixin",
+    "EpochShardSampler",
+    "ProcessGroup",
+    "print_on_rank_zero",
+    "process_group",
+]
 
 
 @dataclass(frozen=True)
@@ -130,3 +143,70 @@ class EpochShardSampler(DistributedSampler):
         indices = list(super().__iter__())
         self.epoch += 1
         return iter(indices)
+
+
+class DataParallelMixin:
+    """Data-parallel training for a skorch net whose script a launcher started.
+
+    Outside a process group every method falls back to skorch's behaviour.
+    The net's forward pass goes through :meth:`_data_parallel` when training,
+    and its ``fit`` calls :meth:`_release_data_parallel` when it ends.
+    """
+
+    def _data_parallel(self) -> DistributedDataParallel | None:
+        """The DDP wrapper of ``module_`` when training in a process group, else None."""
+        group = process_group(self.device)
+        if group is None:
+            return None
+        wrapped = self.__dict__.get("_ddp")
+        if wrapped is None or wrapped.module is not self.module_:
+            # Collective: every process reaches it at its first training step.
+            on_gpu = torch.device(self.device).type == "cuda"
+            wrapped = DistributedDataParallel(
+                self.module_,
+                device_ids=[torch.device(self.device).index or 0] if on_gpu else None,
+            )
+            self.__dict__["_ddp"] = wrapped
+        return wrapped
+
+    def get_iterator(self, dataset: Any, training: bool = False):
+        group = process_group(self.device) if training else None
+        if group is None:
+            return super().get_iterator(dataset, training=training)
+        if self.batch_size % group.world_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} is the global batch of {group.world_size} "
+                "processes: make it a multiple of the number of processes."
+            )
+        kwargs = self.get_params_for("iterator_train")
+        seed = self.random_state if isinstance(self.random_state, int) else 0
+        sampler = EpochShardSampler(
+            dataset,
+            num_replicas=group.world_size,
+            rank=group.rank,
+            shuffle=kwargs.pop("shuffle", True),
+            seed=seed,
+            first_epoch=len(self.history),
+        )
+        kwargs["batch_size"] = kwargs.get("batch_size", self.batch_size) // group.world_size
+        return self.iterator_train(dataset, sampler=sampler, **kwargs)
+
+    def _global_batch_loss(self, step: dict) -> dict:
+        """A training step's result with the loss of the global batch, not of this shard."""
+        if self.__dict__.get("_ddp") is not None and dist.is_initialized():
+            loss = step["loss"].detach().clone()
+            dist.all_reduce(loss)
+            step["loss"] = loss / dist.get_world_size()
+        return step
+
+    def _release_data_parallel(self) -> None:
+        # The DDP wrapper lives for one fit. Its reducer holds the process
+        # group and sits in reference cycles: left to the interpreter's
+        # exit, it would be freed after the group and abort the process.
+        if self.__dict__.pop("_ddp", None) is not None:
+            gc.collect()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_ddp", None)  # bound to this run's process group
+        return state

@@ -11,11 +11,8 @@ keep their meaning.
 from __future__ import annotations
 
 import contextlib
-import gc
-import hashlib
 import inspect
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -34,17 +31,17 @@ from skorch.callbacks import EpochScoring
 from skorch.dataset import Dataset, ValidSplit
 from skorch.utils import is_dataset, to_tensor
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from ._params import with_shared_parameters
+from ._skorch_params import SkorchParamsMixin
 from .allocator import retain_freed_memory
 from .callbacks import RankZeroPrintLog, RestoreBestWeights, TrainingCheckpoint
 from .data.dataset import VolumeDataset, VolumeLoadError
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
+from .data.slices import occupied_slice_range
 from .distributed import (
-    EpochShardSampler,
-    launched_distributed,
+    DataParallelMixin,
     process_group,
 )
 from .feature_cache import shared_feature_cache
@@ -71,21 +68,6 @@ _REGRESSOR_SPLIT = ValidSplit(0.2, random_state=0)
 _CLASSIFIER_SPLIT = ValidSplit(0.2, stratified=True, random_state=0)
 
 
-def resolve_device(device: str | torch.device | None) -> str | torch.device | None:
-    """Map ``"auto"`` to ``"cuda"`` when a GPU is present, else ``"cpu"``.
-
-    Under a distributed launcher (torchrun), ``"auto"`` and ``"cuda"`` mean
-    this process's own GPU, ``cuda:LOCAL_RANK``.
-    """
-    if not isinstance(device, str):
-        return device  # a torch.device, None, or a value that fit will reject
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and launched_distributed() and "LOCAL_RANK" in os.environ:
-        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return device
-
-
 def _valid_mae(net: NeuralNet, X: Any, y: Any) -> float:
     return mean_absolute_error(np.asarray(y).reshape(len(y), -1), net._predict_raw(X))
 
@@ -100,21 +82,10 @@ def _binary_logit_to_proba(logits: torch.Tensor) -> torch.Tensor:
     return torch.stack([1 - positive, positive], dim=1)
 
 
-# Set by skorch's __init__, kept private by the estimators (see _SliceCNNMixin).
-_PRIVATE_SKORCH_STATE = ("history_", "initialized_", "virtual_params_")
+class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
+    """The slice estimator: what both estimators share, from reading X to predicting."""
 
-
-def _private_state(name: str, default: Callable[[], Any]) -> property:
-    """An attribute stored as ``_<name>`` in the instance, created on first read."""
-    key = "_" + name
-    return property(
-        lambda self: self.__dict__.setdefault(key, default()),
-        lambda self, value: self.__dict__.__setitem__(key, value),
-    )
-
-
-class _SliceCNNMixin:
-    """What both estimators share: building the model, reading X, seeding, device."""
+    routed_defaults = _ROUTED_DEFAULTS
 
     def __init__(
         self,
@@ -188,41 +159,6 @@ class _SliceCNNMixin:
         self.preprocessing = preprocessing
         self.random_state = random_state
 
-    # -- device="auto" ---------------------------------------------------------
-    # skorch reads self.device wherever it moves tensors; resolving "auto" on
-    # read keeps the user's value as the parameter (get_params, clone, pickle).
-    @property
-    def device(self):
-        return resolve_device(self.__dict__.get("device", "auto"))
-
-    @device.setter
-    def device(self, value) -> None:
-        self.__dict__["device"] = value
-
-    # -- state skorch's __init__ sets ----------------------------------------------
-    # sklearn's contract is that __init__ stores parameters only; skorch's also
-    # sets these three. Kept under private names, they stay out of the public
-    # attributes that sklearn (and check_is_fitted) read as fitted state.
-    history_ = _private_state("history_", lambda: None)
-    initialized_ = _private_state("initialized_", lambda: False)
-    virtual_params_ = _private_state("virtual_params_", dict)
-
-    def get_params(self, deep: bool = True, **kwargs) -> dict[str, Any]:
-        params = super().get_params(deep=deep, **kwargs)
-        params["device"] = self.__dict__.get("device", "auto")
-        return params
-
-    def set_params(self, **params: Any):
-        # A new callback list is stored as given and built at the next
-        # initialize, like every other parameter; skorch would build it now,
-        # which fails on (or runs) values that fit has not validated yet.
-        if "callbacks" in params and not self.initialized_:
-            self.__dict__["callbacks"] = params.pop("callbacks")
-        return super().set_params(**params)
-
-    def get_params_for(self, prefix: str) -> dict[str, Any]:
-        return {**_ROUTED_DEFAULTS.get(prefix, {}), **super().get_params_for(prefix)}
-
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "encoder":
             # An encoder module is a parameter (a template deep-copied at each
@@ -230,14 +166,6 @@ class _SliceCNNMixin:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
-
-    def _get_param_names(self) -> list[str]:
-        # skorch counts every public attribute without a trailing underscore as
-        # a parameter (routed ``prefix__name`` ones included); private state is
-        # not one. ``module`` is fixed to SliceNet: the parameters set the architecture.
-        return sorted(
-            name for name in super()._get_param_names() if name != "module" and name[0] != "_"
-        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -248,15 +176,6 @@ class _SliceCNNMixin:
         tags.input_tags.three_d_array = True
         tags.target_tags.required = True
         return tags
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Older pickles hold skorch's state under its public names.
-        for name in _PRIVATE_SKORCH_STATE:
-            if name in state:
-                state["_" + name] = state.pop(name)
-        requested = state.get("device")
-        super().__setstate__({**state, "device": resolve_device(requested)})
-        self.__dict__["device"] = requested
 
     # -- data ------------------------------------------------------------------
     def _check_X(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:
@@ -311,21 +230,52 @@ class _SliceCNNMixin:
         Predictions (and grid-search scoring) of a frozen-encoder model then reuse
         the features of volumes seen before instead of running the encoder again.
         """
-        if is_dataset(X):
-            return X
-        if self.freeze_encoder and self.initialized_:
-            X = X if isinstance(X, PreprocessedVolumes) else self._check_X(X, reset=False)
-            return self._training_data(X, y)
-        return self.volume_dataset(X, y)
+        return self._dataset(X, y, encoded=bool(self.freeze_encoder) and self.initialized_)
 
     def volume_dataset(self, X: Any, y: Any = None):
         """The volumes of ``X`` as a dataset, read as the network reads them."""
+        return self._dataset(X, y, encoded=False)
+
+    def _dataset(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        encoded: bool,
+        checked: bool = False,
+        share_out: bool = False,
+    ) -> Any:
+        """The one data router: ``X`` as the dataset the network iterates.
+
+        A dataset is used as is. Otherwise ``X`` is validated (unless
+        ``checked``: ``fit`` has done it) and served as its volumes (lazy
+        scans read one at a time, arrays as they are) or, with ``encoded``
+        (a frozen encoder), as its slice features (trunk maps with partial
+        freezing), computed once per volume and reused by every epoch, fold
+        and grid-search candidate in this process. With ``share_out`` (``fit``
+        in a data-parallel run, which every process reaches together), the
+        processes encode a share each and exchange them; prediction never
+        does, as one process may predict alone.
+        """
         if is_dataset(X):
             return X
-        X = X if isinstance(X, PreprocessedVolumes) else self._check_X(X, reset=False)
-        if isinstance(X, PreprocessedVolumes):
-            return VolumeDataset(X, y)
-        return super().get_dataset(X, y)
+        if not (checked or isinstance(X, PreprocessedVolumes)):
+            X = self._check_X(X, reset=False)
+        if not encoded:
+            if isinstance(X, PreprocessedVolumes):
+                return VolumeDataset(X, y)
+            return super().get_dataset(X, y)
+        features = shared_feature_cache().features(
+            self.module_,
+            X,
+            batch_size=self.batch_size,
+            device=self.device,
+            num_workers=self.get_params_for("iterator_valid").get("num_workers", 0),
+            group=process_group(self.device) if share_out else None,
+        )
+        if self.module_.frozen_stages:
+            return Dataset({"trunk_maps": features}, y)
+        return Dataset(features, y)
 
     def _check_y_length(self, y: Any, n_samples: int) -> np.ndarray:
         if y is None:
@@ -378,15 +328,16 @@ class _SliceCNNMixin:
         y = self._check_y(self._check_y_length(y, len(X)), reset=not keep)
         self._split_groups = None if groups is None else check_groups(groups, len(X))
         if not keep:
-            self.slice_range_ = self._occupied_slices(X) if self.crop_empty_slices else None
+            self.slice_range_ = None
+            if self.crop_empty_slices:
+                self.slice_range_ = occupied_slice_range(X, slice_axis_dim(self.axis) - 1)
         process_group(self.device)  # joins torchrun's group, if launched by it
-        self._checkpoint_fingerprint_ = self._training_fingerprint(X, y)
         try:
             with self._seed(), self._host_memory():
                 if not keep:
                     self.initialize()
-                    fit_params = self._resume_from_checkpoint(fit_params)
-                self._train(self._training_data(X, y, share_out=True), y, **fit_params)
+                    fit_params = self._resume_from_checkpoint(fit_params, X, y)
+                self._train(self._fit_data(X, y), y, **fit_params)
         finally:
             self.__dict__.pop("_split_groups", None)  # this fit's, not the model's
         return self
@@ -408,43 +359,15 @@ class _SliceCNNMixin:
                 f"it takes 'epochs' and the network's {sorted(accepted)}.{hint}"
             )
 
-    def _training_fingerprint(self, X: Any, y: np.ndarray) -> str:
-        """What a checkpoint must match to be resumed: class, parameters, training data."""
-        ignored = {"callbacks", "verbose", "device", "warm_start"}
-        params = {
-            name: _stable_repr(value)
-            for name, value in sorted(self.get_params(deep=False).items())
-            if name not in ignored and not name.startswith(("_", "callbacks__"))
-        }
-        digest = hashlib.sha256(f"{type(self).__name__}:{params}:{len(X)}".encode())
-        digest.update(np.ascontiguousarray(np.asarray(y).astype(str)).tobytes())
-        return digest.hexdigest()
-
-    def _resume_from_checkpoint(self, fit_params: dict) -> dict:
+    def _resume_from_checkpoint(self, fit_params: dict, X: Any, y: np.ndarray) -> dict:
         """Load a TrainingCheckpoint's state, if one is registered and written; fewer epochs."""
         for _, callback in self.callbacks_:
             if isinstance(callback, TrainingCheckpoint):
-                done = callback.restore(self, self._checkpoint_fingerprint_)
+                done = callback.restore(self, X, y)
                 if done:
                     epochs = fit_params.get("epochs", self.max_epochs)
                     return {**fit_params, "epochs": max(epochs - done, 0)}
         return fit_params
-
-    def _occupied_slices(self, X: Any) -> tuple[int, int] | None:
-        """The range of slices that hold content (more than one value) in any volume."""
-        slice_dim = slice_axis_dim(self.axis) - 1
-        first, last = None, None
-        for index in range(len(X)):
-            volume = np.asarray(X[index], dtype=np.float32)
-            per_slice = np.moveaxis(volume, slice_dim, 0).reshape(volume.shape[slice_dim], -1)
-            spread = per_slice.max(axis=1) - per_slice.min(axis=1)
-            occupied = np.flatnonzero(spread > 1e-6 * max(float(np.ptp(volume)), 1e-12))
-            if len(occupied):
-                first = occupied[0] if first is None else min(first, occupied[0])
-                last = occupied[-1] if last is None else max(last, occupied[-1])
-        if first is None:
-            return None
-        return int(first), int(last) + 1
 
     def _autocast(self) -> contextlib.AbstractContextManager | None:
         """The forward pass's autocast context for ``precision``, or None for fp32."""
@@ -490,45 +413,6 @@ class _SliceCNNMixin:
             return module(**self._merge_x_and_fit_params(x, fit_params))
         return module(x, **fit_params)
 
-    # -- data-parallel training (slicelearn.distributed) -------------------------
-    def _data_parallel(self) -> DistributedDataParallel | None:
-        """The DDP wrapper of ``module_`` when training in a process group, else None."""
-        group = process_group(self.device)
-        if group is None:
-            return None
-        wrapped = self.__dict__.get("_ddp")
-        if wrapped is None or wrapped.module is not self.module_:
-            # Collective: every process reaches it at its first training step.
-            on_gpu = torch.device(self.device).type == "cuda"
-            wrapped = DistributedDataParallel(
-                self.module_,
-                device_ids=[torch.device(self.device).index or 0] if on_gpu else None,
-            )
-            self.__dict__["_ddp"] = wrapped
-        return wrapped
-
-    def get_iterator(self, dataset: Any, training: bool = False):
-        group = process_group(self.device) if training else None
-        if group is None:
-            return super().get_iterator(dataset, training=training)
-        if self.batch_size % group.world_size:
-            raise ValueError(
-                f"batch_size={self.batch_size} is the global batch of {group.world_size} "
-                "processes: make it a multiple of the number of processes."
-            )
-        kwargs = self.get_params_for("iterator_train")
-        seed = self.random_state if isinstance(self.random_state, int) else 0
-        sampler = EpochShardSampler(
-            dataset,
-            num_replicas=group.world_size,
-            rank=group.rank,
-            shuffle=kwargs.pop("shuffle", True),
-            seed=seed,
-            first_epoch=len(self.history),
-        )
-        kwargs["batch_size"] = kwargs.get("batch_size", self.batch_size) // group.world_size
-        return self.iterator_train(dataset, sampler=sampler, **kwargs)
-
     def train_step(self, batch: Any, **fit_params):
         step = super().train_step(batch, **fit_params)
         if not torch.isfinite(step["loss"]).all():
@@ -538,17 +422,7 @@ class _SliceCNNMixin:
                 f"batch {batch_index}: training diverged. Lower lr, check the targets' "
                 "scale, or use precision='fp32'."
             )
-        if self.__dict__.get("_ddp") is not None and torch.distributed.is_initialized():
-            # Log the loss of the global batch, not of this process's shard.
-            loss = step["loss"].detach().clone()
-            torch.distributed.all_reduce(loss)
-            step["loss"] = loss / torch.distributed.get_world_size()
-        return step
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("_ddp", None)  # bound to this run's process group
-        return state
+        return self._global_batch_loss(step)
 
     def evaluation_step(self, batch: Any, training: bool = False):
         if training:
@@ -557,35 +431,15 @@ class _SliceCNNMixin:
         with torch.inference_mode():
             return super().evaluation_step(batch, training=False)
 
-    def _training_data(self, X: Any, y: Any = None, share_out: bool = False) -> Any:
-        """The dataset to train on, from an X that ``_check_X`` already validated.
-
-        With a frozen encoder, each volume's slice features are computed once and
-        reused by every epoch, fold and grid-search candidate in this process.
-        With ``share_out`` (``fit`` in a data-parallel run, which every process
-        reaches together), the processes encode a share each and exchange them;
-        prediction never does, as one process may predict alone.
-        A validated array is wrapped as is, so ``get_dataset`` does not check it again.
-        """
-        if is_dataset(X):
-            return X
-        if not self.freeze_encoder:
-            return Dataset(X, y) if isinstance(X, np.ndarray) else X
-        features = shared_feature_cache().features(
-            self.module_,
-            X,
-            batch_size=self.batch_size,
-            device=self.device,
-            num_workers=self.get_params_for("iterator_valid").get("num_workers", 0),
-            group=process_group(self.device) if share_out else None,
-        )
-        if self.module_.frozen_stages:
-            return Dataset({"trunk_maps": features}, y)
-        return Dataset(features, y)
+    def _fit_data(self, X: Any, y: Any) -> Any:
+        """The training data of ``fit``/``partial_fit``, from an ``X`` it validated."""
+        encoded = bool(self.freeze_encoder)
+        return self._dataset(X, y, encoded=encoded, checked=True, share_out=True)
 
     def _train(self, X: Any, y: Any, **fit_params) -> None:
         try:
-            NeuralNet.partial_fit(self, X, y, **fit_params)
+            with self._cudnn_autotune():
+                NeuralNet.partial_fit(self, X, y, **fit_params)
         except VolumeLoadError as exc:
             completed = max(len(self.history) - 1, 0)
             raise VolumeLoadError(
@@ -594,11 +448,7 @@ class _SliceCNNMixin:
                 "fix or drop that scan, then call partial_fit to continue."
             ) from exc
         finally:
-            # The DDP wrapper lives for one fit. Its reducer holds the process
-            # group and sits in reference cycles: left to the interpreter's
-            # exit, it would be freed after the group and abort the process.
-            if self.__dict__.pop("_ddp", None) is not None:
-                gc.collect()
+            self._release_data_parallel()
 
     def partial_fit(
         self, X: Any, y: Any = None, classes: Any = None, groups: Any = None, **fit_params
@@ -612,7 +462,7 @@ class _SliceCNNMixin:
         self._split_groups = None if groups is None else check_groups(groups, len(X))
         try:
             with self._host_memory():
-                self._train(self._training_data(X, y, share_out=True), y, **fit_params)
+                self._train(self._fit_data(X, y), y, **fit_params)
         finally:
             self.__dict__.pop("_split_groups", None)
         return self
@@ -629,11 +479,18 @@ class _SliceCNNMixin:
             slice_range=getattr(self, "slice_range_", None),
             **kwargs,
         )
-        if str(self.device).startswith("cuda") and not torch.are_deterministic_algorithms_enabled():
-            # Fixed slice shapes: let cuDNN pick the fastest convolution once.
-            # Not when the user asked for deterministic algorithms.
-            torch.backends.cudnn.benchmark = True
         return self
+
+    def _cudnn_autotune(self) -> contextlib.AbstractContextManager:
+        """cuDNN benchmark mode for this fit or prediction only, on CUDA.
+
+        Every batch has the same slice shape, so cuDNN's search for the fastest
+        convolution pays back at once. Not when the user asked for deterministic
+        algorithms, and never as a process-wide switch that outlives the call.
+        """
+        if not str(self.device).startswith("cuda") or torch.are_deterministic_algorithms_enabled():
+            return contextlib.nullcontext()
+        return _cudnn_benchmark()
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Any]]:
@@ -653,7 +510,7 @@ class _SliceCNNMixin:
     def _predict_raw(self, X: Any) -> np.ndarray:
         self.check_is_fitted()
         # get_dataset serves cached slice features when the encoder is frozen.
-        with self._host_memory():
+        with self._host_memory(), self._cudnn_autotune():
             prediction = NeuralNet.predict_proba(self, X)
         finite = np.isfinite(prediction.reshape(len(prediction), -1)).all(axis=1)
         if not finite.all():
@@ -664,27 +521,15 @@ class _SliceCNNMixin:
         return prediction
 
 
-def _stable_repr(value: Any) -> str:
-    """A representation that is the same in every process (no memory addresses)."""
-    if inspect.isclass(value) or inspect.isfunction(value):
-        return f"{value.__module__}.{value.__qualname__}"
-    if isinstance(value, nn.Module):
-        state = value.state_dict()
-        shapes = {k: tuple(t.shape) for k, t in state.items()}
-        return f"{type(value).__qualname__}{shapes}"
-    if hasattr(value, "get_params"):
-        params = {k: _stable_repr(v) for k, v in sorted(value.get_params(deep=False).items())}
-        return f"{type(value).__qualname__}{params}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_stable_repr(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_stable_repr(v)}" for k, v in sorted(value.items())) + "}"
-    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
-        return repr(value)
-    if hasattr(value, "__dict__"):  # e.g. ValidSplit: its repr holds an address
-        fields = {k: _stable_repr(v) for k, v in sorted(vars(value).items())}
-        return f"{type(value).__qualname__}{fields}"
-    return repr(value)
+@contextlib.contextmanager
+def _cudnn_benchmark() -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` on inside the block, as it was after it."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 @contextlib.contextmanager

@@ -153,6 +153,13 @@ class _SliceLinearReadout(BaseEstimator):
                 "test_time_augmentation needs an augmentation to draw the copies from: "
                 "pass augmentation=VolumeAugmenter()."
             )
+        if self.test_time_augmentation and not self.augment_copies:
+            # Measured on IXI brain age: a readout trained on unperturbed scans
+            # scored 16.5 years MAE on averaged copies, against 6.4 on the scans.
+            raise ValueError(
+                "test_time_augmentation needs training copies too (augment_copies >= 1): "
+                "perturbed scans are outside what a readout trained without them has seen."
+            )
 
     def _copy_features(self, X: Any, reset: bool, copies: int) -> np.ndarray:
         """``(copies + 1, n, F)``: features of ``X`` and of its first ``copies`` perturbations."""
@@ -304,8 +311,9 @@ _READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
         Perturbed copies per training volume (used only with ``augmentation``).
     test_time_augmentation : int, default=0
         At prediction, average the features of each volume and of this many
-        of its perturbed copies (needs ``augmentation``). The readout is
-        linear, so this averages the predictions (for a classifier, the logits).
+        of its perturbed copies (needs ``augmentation`` and training copies).
+        The readout is linear, so this averages the predictions (for a
+        classifier, the logits).
     batch_size : int, default=8
         Volumes per encoder pass.
     num_workers : int, default=0

@@ -1,4 +1,4 @@
-"""Volume augmentation: reproducible draws, the perturbations it promises, its use in the readouts."""
+"""Volume augmentation: reproducible draws, the promised perturbations, use in the readouts."""
 
 from __future__ import annotations
 
@@ -154,6 +154,10 @@ def test_augmentation_settings_are_checked_in_fit():
     X, y = _task(n=8)
     with pytest.raises(ValueError, match="needs an augmentation"):
         SliceLinearRegressor(**SMALL, test_time_augmentation=2).fit(X, y)
+    with pytest.raises(ValueError, match="needs training copies"):
+        SliceLinearRegressor(
+            **SMALL, augmentation=VolumeAugmenter(), augment_copies=0, test_time_augmentation=2
+        ).fit(X, y)
     with pytest.raises(ValueError, match="augment_copies"):
         SliceLinearRegressor(**SMALL, augmentation=VolumeAugmenter(), augment_copies=-1).fit(X, y)
     with pytest.raises(TypeError, match="VolumeAugmenter"):

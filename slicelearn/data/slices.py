@@ -1,0 +1,45 @@
+"""Slice geometry of volumes: which slices along an axis hold content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["occupied_slice_range"]
+
+
+def occupied_slice_range(volumes: Any, dim: int) -> tuple[int, int] | None:
+    """``(first, stop)``: the slices along ``dim`` that hold content in any volume.
+
+    A slice holds content when its values are not all equal (up to 1e-6 of
+    the volume's range); volumes are read one at a time, so lazy scans are
+    fine. ``None`` when no slice of any volume holds content.
+
+    Parameters
+    ----------
+    volumes : sequence of arrays of shape (X, Y, Z)
+        Indexing with an integer returns one volume.
+    dim : int
+        The slicing dimension of a volume (0, 1 or 2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> volume = np.zeros((6, 4, 4), np.float32)
+    >>> volume[2:4, 1, 1] = 1
+    >>> occupied_slice_range([volume], dim=0)
+    (2, 4)
+    """
+    first, last = None, None
+    for index in range(len(volumes)):
+        volume = np.asarray(volumes[index], dtype=np.float32)
+        per_slice = np.moveaxis(volume, dim, 0).reshape(volume.shape[dim], -1)
+        spread = per_slice.max(axis=1) - per_slice.min(axis=1)
+        occupied = np.flatnonzero(spread > 1e-6 * max(float(np.ptp(volume)), 1e-12))
+        if len(occupied):
+            first = occupied[0] if first is None else min(first, occupied[0])
+            last = occupied[-1] if last is None else max(last, occupied[-1])
+    if first is None:
+        return None
+    return int(first), int(last) + 1
