@@ -33,13 +33,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-__all__ = [
-    "DataParallelMixin",
-    "EpochShardSampler",
-    "ProcessGroup",
-    "print_on_rank_zero",
-    "process_group",
-]
+# DataParallelMixin is the estimators' building block, not a user-facing name.
+__all__ = ["EpochShardSampler", "ProcessGroup", "print_on_rank_zero", "process_group"]
 
 
 @dataclass(frozen=True)
