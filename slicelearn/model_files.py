@@ -62,6 +62,7 @@ _SAFE_PREFIXES = (
 _SAFE_OBJECTS = (
     "skorch.dataset.ValidSplit",
     "slicelearn.data.preprocessing.VolumePreprocessor",
+    "slicelearn.data.augment.VolumeAugmenter",
 )
 _NETWORKS = (
     "slicelearn.estimators.SliceCNNRegressor",

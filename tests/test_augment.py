@@ -162,3 +162,16 @@ def test_augmentation_settings_are_checked_in_fit():
         SliceLinearRegressor(**SMALL, augmentation=VolumeAugmenter(), augment_copies=-1).fit(X, y)
     with pytest.raises(TypeError, match="VolumeAugmenter"):
         SliceLinearRegressor(**SMALL, augmentation="flip").fit(X, y)
+
+
+def test_an_augmented_readout_round_trips_through_a_model_file(tmp_path):
+    from slicelearn.model_files import load_model, save_model
+
+    X, y = _task(n=12)
+    augmenter = VolumeAugmenter(max_rotation=8, intensity=0.15, random_state=3)
+    est = SliceLinearRegressor(
+        **SMALL, augmentation=augmenter, augment_copies=1, test_time_augmentation=1
+    ).fit(X, y)
+    loaded = load_model(save_model(est, tmp_path / "age.slm"))
+    assert loaded.augmentation.get_params() == augmenter.get_params()
+    np.testing.assert_allclose(loaded.predict(X), est.predict(X), rtol=1e-6)
