@@ -44,6 +44,12 @@ def main() -> None:
     parser.add_argument("--augmenters", nargs="+", default=list(AUGMENTERS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, help="first N subjects (smoke test)")
+    parser.add_argument(
+        "--input-smoothing", type=float, default=0.0, help="the readouts' input_smoothing"
+    )
+    parser.add_argument(
+        "--uses", nargs="+", default=[u[0] for u in USES], help="which rows of USES to run"
+    )
     args = parser.parse_args()
 
     import torch
@@ -71,12 +77,15 @@ def main() -> None:
     for name in args.augmenters:
         augmenter = VolumeAugmenter(**AUGMENTERS[name])
         for use, copies, tta in USES:
-            if use == "none" and name != args.augmenters[0]:
+            if use not in args.uses or (use == "none" and name != args.augmenters[0]):
                 continue  # the unaugmented baseline once
             key = f"{args.volumes.stem}|{'-' if use == 'none' else name}|{use}"
+            if args.input_smoothing:
+                key += f"|smooth{args.input_smoothing:g}"
             if key in done:
                 continue
             common = dict(
+                input_smoothing=args.input_smoothing,
                 augmentation=None if use == "none" else augmenter,
                 augment_copies=copies,
                 test_time_augmentation=tta,
@@ -105,6 +114,7 @@ def main() -> None:
                 "key": key,
                 "volumes": str(args.volumes),
                 "augmenter": None if use == "none" else AUGMENTERS[name],
+                "input_smoothing": args.input_smoothing,
                 "augment_copies": copies,
                 "test_time_augmentation": tta,
                 "repeats": args.repeats,

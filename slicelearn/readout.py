@@ -30,6 +30,7 @@ from ._params import with_shared_parameters
 from .data.augment import AugmentedVolumes, VolumeAugmenter
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
+from .data.transforms import TransformedVolumes, smooth_volume
 from .feature_cache import shared_feature_cache, volume_keys
 from .nn.slicenet import AXES, SliceNet
 from .splits import check_groups, grouped_folds
@@ -65,6 +66,7 @@ class _SliceLinearReadout(BaseEstimator):
         axis: str | Sequence[str] = "sagittal",
         standardize: bool = True,
         preprocessing: VolumePreprocessor | None = None,
+        input_smoothing: float = 0.0,
         augmentation: VolumeAugmenter | None = None,
         augment_copies: int = 4,
         test_time_augmentation: int = 0,
@@ -79,6 +81,7 @@ class _SliceLinearReadout(BaseEstimator):
         self.axis = axis
         self.standardize = standardize
         self.preprocessing = preprocessing
+        self.input_smoothing = input_smoothing
         self.augmentation = augmentation
         self.augment_copies = augment_copies
         self.test_time_augmentation = test_time_augmentation
@@ -139,7 +142,12 @@ class _SliceLinearReadout(BaseEstimator):
             self.preprocessor_ = None
         return load_volumes(X)
 
-    def _check_augmentation(self) -> None:
+    def _check_input_params(self) -> None:
+        smoothing = self.input_smoothing
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float, np.number)):
+            raise TypeError(f"input_smoothing must be a number of voxels, got {smoothing!r}.")
+        if not np.isfinite(smoothing) or smoothing < 0:
+            raise ValueError(f"input_smoothing must be a finite number >= 0, got {smoothing!r}.")
         if self.augmentation is not None and not isinstance(self.augmentation, VolumeAugmenter):
             raise TypeError(
                 f"augmentation must be a VolumeAugmenter or None, got {self.augmentation!r}."
@@ -163,7 +171,7 @@ class _SliceLinearReadout(BaseEstimator):
 
     def _copy_features(self, X: Any, reset: bool, copies: int) -> np.ndarray:
         """``(copies + 1, n, F)``: features of ``X`` and of its first ``copies`` perturbations."""
-        volumes = self._volumes(X, reset)
+        volumes = self._model_input(X, reset)
         parts = [self._pooled_features(volumes, reset)]
         if copies:
             keys = volume_keys(volumes)
@@ -174,7 +182,7 @@ class _SliceLinearReadout(BaseEstimator):
 
     def _training_rows(self, X: Any, y: np.ndarray, groups: Any) -> tuple:
         """Features, targets and subject groups of the training rows (copies included)."""
-        self._check_augmentation()
+        self._check_input_params()
         copies = self.augment_copies if self.augmentation is not None else 0
         features = self._copy_features(X, reset=True, copies=copies)
         n = features.shape[1]
@@ -191,13 +199,26 @@ class _SliceLinearReadout(BaseEstimator):
 
     def _test_features(self, X: Any) -> np.ndarray:
         """``(n, F)``, averaged over the original and its test-time copies."""
-        self._check_augmentation()
+        self._check_input_params()
         return self._copy_features(X, reset=False, copies=self.test_time_augmentation).mean(0)
+
+    def _model_input(self, X: Any, reset: bool) -> Any:
+        """The volumes of ``X`` as the encoder sees them: read, then smoothed."""
+        volumes = self._volumes(X, reset)
+        if reset:
+            self.volume_shape_ = tuple(volumes.shape[1:])
+        sigma = float(self.input_smoothing)
+        if not sigma:
+            return volumes
+        return TransformedVolumes(
+            volumes,
+            lambda volume, _key: smooth_volume(volume, sigma),
+            f"smooth:{sigma!r}",
+            volume_keys(volumes),
+        )
 
     def _pooled_features(self, volumes: Any, reset: bool) -> np.ndarray:
         """``(n, F)``: each axis's slice features averaged over slices, joined."""
-        if reset:
-            self.volume_shape_ = tuple(volumes.shape[1:])
         if not hasattr(self, "_nets"):
             self._nets = self._encoders()
         fingerprint = _encoder_digest(self._nets[0])
@@ -236,7 +257,8 @@ class _SliceLinearReadout(BaseEstimator):
         slices, for one) score zero.
         """
         check_is_fitted(self, "coef_")
-        volumes = self._volumes(X, reset=False)
+        self._check_input_params()
+        volumes = self._model_input(X, reset=False)
         net = self._nets[0] if hasattr(self, "_nets") else self._encoders()[0]
         features = (
             shared_feature_cache()
@@ -299,6 +321,13 @@ _READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
         z-score every volume before slicing, as the slice networks do.
     preprocessing : VolumePreprocessor or None, default=None
         Applied to NIfTI paths or images (see :class:`~slicelearn.SliceCNNRegressor`).
+    input_smoothing : float, default=0.0
+        Gaussian smoothing (sigma, in voxels) of every volume before it is
+        sliced, at fit and at prediction. Frozen ImageNet features respond
+        strongly to fine texture: on IXI brain age, a readout of unsmoothed
+        2 mm volumes went from 6.4 to 18.8 years MAE when the test scans were
+        shifted by half a voxel (the blur of linear interpolation); one of
+        volumes smoothed with sigma 1 went from 6.4 to 6.8 (``docs/results.md``).
     augmentation : VolumeAugmenter or None, default=None
         Random flips, rotations, shifts and intensity fields
         (:class:`~slicelearn.data.VolumeAugmenter`). With it, ``fit`` adds

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from .transforms import TransformedVolumes
+
 __all__ = ["AugmentedVolumes", "VolumeAugmenter"]
 
 
@@ -133,7 +135,7 @@ def _smooth_field(shape: tuple[int, ...], strength: float, rng: np.random.Genera
     return np.exp(log_field).astype(np.float32)
 
 
-class AugmentedVolumes(Sequence):
+class AugmentedVolumes(TransformedVolumes):
     """The ``copy``-th perturbation of every volume in ``volumes``, computed on access.
 
     Parameters
@@ -149,26 +151,11 @@ class AugmentedVolumes(Sequence):
     def __init__(
         self, volumes: Any, augmenter: VolumeAugmenter, copy: int, keys: Sequence[str]
     ) -> None:
-        if len(keys) != len(volumes):
-            raise ValueError(f"{len(volumes)} volumes but {len(keys)} keys.")
-        self.volumes = volumes
         self.augmenter = augmenter
         self.copy = copy
-        self.keys = list(keys)
-
-    def __len__(self) -> int:
-        return len(self.volumes)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, (list, np.ndarray, slice)):
-            picked = range(len(self))[index] if isinstance(index, slice) else index
-            return [self[int(i)] for i in picked]
-        return self.augmenter.transform_one(self.volumes[index], self.copy, key=self.keys[index])
-
-    def cache_keys(self) -> list[str]:
-        """Content keys of the copies: the source's key, the copy number and the recipe."""
-        recipe = self.augmenter.recipe()
-        return [
-            hashlib.sha256(f"{key}:augment:{self.copy}:{recipe}".encode()).hexdigest()
-            for key in self.keys
-        ]
+        super().__init__(
+            volumes,
+            lambda volume, key: augmenter.transform_one(volume, copy, key=key),
+            f"augment:{copy}:{augmenter.recipe()}",
+            keys,
+        )
