@@ -111,3 +111,27 @@ def test_bad_input_names_the_problem():
         SliceLinearRegressor(**SMALL).fit(X, y)
     with pytest.raises(ValueError, match="two classes"):
         SliceLinearClassifier(**SMALL).fit(X, ["a"] * 6)
+
+
+def test_input_smoothing_is_the_readout_of_smoothed_volumes():
+    from slicelearn.data.transforms import smooth_volume
+
+    X, y = _task(n=12)
+    smoothed = np.stack([smooth_volume(v, 1.5) for v in X])
+    est = SliceLinearRegressor(**SMALL, input_smoothing=1.5).fit(X, y)
+    reference = SliceLinearRegressor(**SMALL).fit(smoothed, y)
+    np.testing.assert_allclose(est.predict(X), reference.predict(smoothed), rtol=1e-6)
+    assert est.alpha_ == reference.alpha_
+    # Not the unsmoothed model: the option changes what the encoder sees.
+    plain = SliceLinearRegressor(**SMALL).fit(X, y)
+    assert not np.allclose(est.predict(X), plain.predict(X))
+    np.testing.assert_allclose(
+        est.slice_importance(X), reference.slice_importance(smoothed), rtol=1e-5, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), "1"])
+def test_bad_input_smoothing_is_named(bad):
+    X, y = _task(n=8)
+    with pytest.raises((TypeError, ValueError), match="input_smoothing"):
+        SliceLinearRegressor(**SMALL, input_smoothing=bad).fit(X, y)
