@@ -28,7 +28,9 @@ __all__ = ["build_parser", "main"]
 #: raw IXI scans (docs/results.md): each scan skull-stripped offline
 #: (deepbet), affinely registered to MNI152 (ANTs), z-scored in the brain; the
 #: slice features of a frozen ImageNet EfficientNet-Lite0 (``blocks.3``,
-#: pooled 2x2) averaged over the sagittal slices; a ridge readout (logistic
+#: pooled 2x2) of the scans smoothed with a Gaussian of 1 voxel (2 mm), which
+#: makes the readout robust to sharpness differences between scanners,
+#: averaged over the sagittal slices; a ridge readout (logistic
 #: regression for classes) with its penalty chosen by internal cross-validation,
 #: which needs no validation split and so also trains on pilot cohorts.
 DEFAULTS = {
@@ -38,6 +40,7 @@ DEFAULTS = {
     "skull_strip": "deepbet",
     "registration": "affine",
     "registration_backend": "ants",
+    "input_smoothing": 1.0,
     # The trained network (--readout network):
     "pooling": "mean",
     "position_embedding": "none",
@@ -187,6 +190,7 @@ def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any, n
             weights=weights,
             **_features(args),
             axis=axes[0] if len(axes) == 1 else axes,
+            input_smoothing=args.input_smoothing,
             preprocessing=preprocessing,
             num_workers=args.workers,
         )
@@ -715,6 +719,16 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["axis"],
         choices=list(AXES),
         help="slicing axis; several join their features (--readout ridge)",
+    )
+    group.add_argument(
+        "--input-smoothing",
+        type=float,
+        default=DEFAULTS["input_smoothing"],
+        metavar="VOXELS",
+        help="Gaussian smoothing (sigma, in voxels of the preprocessed grid) of every scan "
+        "before its slices are encoded (--readout ridge). Frozen ImageNet features react "
+        "strongly to sharpness: unsmoothed, a half-voxel resampling of the test scans "
+        "raised the IXI MAE from 6.4 to 18.8 years; with 1, to 6.8. 0 turns it off",
     )
     group.add_argument(
         "--lr", type=float, default=DEFAULTS["lr"], help="learning rate (--readout network)"
