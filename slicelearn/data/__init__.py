@@ -9,7 +9,10 @@
 - :mod:`.cohort`: reading BIDS datasets and CSV/TSV tables into ``(paths, y)``;
 - :mod:`.skullstrip`: offline brain extraction of raw scans (:func:`brain_mask`);
 - :mod:`.augment`: random flips, rotations, shifts and intensity fields
-  (:class:`VolumeAugmenter`) for training and test-time augmentation.
+  (:class:`VolumeAugmenter`) for training and test-time augmentation;
+- :mod:`.transforms`: lazy per-volume transforms with their own cache keys,
+  and the readouts' input smoothing;
+- :mod:`.slices`: which slices along an axis hold content.
 """
 
 from .augment import AugmentedVolumes, VolumeAugmenter
