@@ -71,11 +71,6 @@ class TransformedVolumes(Sequence):
         self.recipe = recipe
         self.keys = list(keys)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        first = np.shape(self[0]) if len(self) else ()
-        return (len(self), *first)
-
     def __len__(self) -> int:
         return len(self.volumes)
 
