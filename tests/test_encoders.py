@@ -20,6 +20,7 @@ from slicelearn.nn import (
     build_encoder,
     efficientnet_lite_weights_path,
     fold_rgb_stem,
+    pool_before_relu,
 )
 from slicelearn.nn.encoders import _match_by_position, torchvision_cache_file
 
@@ -204,6 +205,45 @@ def test_fold_rgb_stem_returns_the_same_module():
     model = nn.Sequential(nn.Conv2d(3, 4, 3))
     assert fold_rgb_stem(model) is model
     assert model[0].in_channels == 1
+
+
+def test_pool_before_relu_keeps_values_and_gradients_in_training():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().train()
+    rewritten = copy.deepcopy(model)
+    assert pool_before_relu(rewritten)
+    assert isinstance(rewritten.relu, nn.Identity)
+    assert [type(m) for m in rewritten.maxpool] == [nn.MaxPool2d, nn.ReLU]
+    x = torch.randn(3, 3, 48, 40)
+    expected, actual = model(x), rewritten(x)
+    # Max and ReLU commute exactly: the same numbers, not merely close ones.
+    assert torch.equal(actual, expected)
+    expected.square().sum().backward()
+    actual.square().sum().backward()
+    for (name, a), b in zip(model.named_parameters(), rewritten.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6, msg=name)
+    assert model.state_dict().keys() == rewritten.state_dict().keys()
+
+
+def test_pool_before_relu_leaves_other_modules_and_rewritten_resnets_alone():
+    class CustomForward(torchvision.models.ResNet):
+        def _forward_impl(self, x):
+            return super()._forward_impl(x)
+
+    custom = CustomForward(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+    assert not pool_before_relu(custom)
+    assert isinstance(custom.relu, nn.ReLU)
+    assert not pool_before_relu(nn.Sequential(nn.ReLU(), nn.MaxPool2d(2)))
+    model = torchvision.models.resnet18()
+    assert pool_before_relu(model)
+    assert not pool_before_relu(model)
+
+
+def test_named_resnets_are_built_with_the_stem_pooled_first():
+    encoder = build_encoder("resnet18", weights=None)
+    assert isinstance(encoder.relu, nn.Identity)
+    truncated = build_encoder("resnet18", weights=None, feature_layer="layer2", feature_grid=2)
+    assert truncated(torch.zeros(2, 1, 64, 64)).shape == (2, 128 * 4)
 
 
 def test_fold_rgb_stem_rejects_single_channel_stem():

@@ -13,6 +13,7 @@ from .encoders import (
     fold_rgb_stem,
     get_encoder_spec,
     list_encoders,
+    pool_before_relu,
     register_encoder,
 )
 from .pooling import POOLINGS, AttentionPooling, MaxPooling, MeanPooling, build_pooling
@@ -50,5 +51,6 @@ __all__ = [
     "fold_rgb_stem",
     "get_encoder_spec",
     "list_encoders",
+    "pool_before_relu",
     "register_encoder",
 ]
