@@ -10,7 +10,7 @@ from torch import nn
 
 from slicelearn import SliceCNNRegressor
 from slicelearn.nn import CNN2D, SliceNet
-from slicelearn.nn.slicenet import CPU_EVAL_CHUNK
+from slicelearn.nn.slicenet import CPU_EVAL_CHUNK, volume_chunks
 
 
 class CountingEncoder(nn.Module):
@@ -73,24 +73,37 @@ def test_chunks_bound_the_encoder_batch():
     assert net.encoder.calls == [4, 4, 4, 4, 4]  # 2 volumes x 10 slices in chunks of 4
 
 
+def test_volume_chunks_are_equal_and_cover_every_slice_once():
+    for n_slices in (1, 7, 91, 128, 129, 182, 300):
+        for limit in (1, 4, 32, 128):
+            bounds = volume_chunks(n_slices, limit)
+            assert bounds[0][0] == 0 and bounds[-1][1] == n_slices
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            sizes = [end - begin for begin, end in bounds]
+            assert max(sizes) <= limit and max(sizes) - min(sizes) <= 1
+            assert len(bounds) == -(-n_slices // limit)
+
+
 def test_cpu_evaluation_runs_in_chunks_per_volume_and_training_does_not():
-    net = SliceNet(CountingEncoder(), n_slices=40, embed_dim=8)
-    x = _volumes(batch=3, shape=(40, 36, 34))
+    n_slices = CPU_EVAL_CHUNK + 40
+    net = SliceNet(CountingEncoder(), n_slices=n_slices, embed_dim=8)
+    x = _volumes(batch=3, shape=(n_slices, 12, 10))
     net.train()
     with torch.no_grad():
         net(x)
-    assert net.encoder.calls == [120]  # batch-norm statistics over every slice
+    assert net.encoder.calls == [3 * n_slices]  # batch-norm statistics over every slice
     net.encoder.calls.clear()
     net.eval()
     with torch.no_grad():
         chunked = net(x)
-    # Each volume on its own, in chunks of CPU_EVAL_CHUNK that never span two volumes.
-    assert net.encoder.calls == [CPU_EVAL_CHUNK, 40 - CPU_EVAL_CHUNK] * 3
-    net.slice_chunk_size = 40
+    # Each volume on its own, in two equal chunks that never span two volumes.
+    half = n_slices // 2
+    assert net.encoder.calls == [n_slices - half, half] * 3
+    net.slice_chunk_size = n_slices
     net.encoder.calls.clear()
     with torch.no_grad():
         torch.testing.assert_close(chunked, net(x), rtol=1e-5, atol=1e-6)
-    assert net.encoder.calls == [40] * 3
+    assert net.encoder.calls == [n_slices] * 3
 
 
 def test_slice_sampling_encodes_a_subset_in_training_and_all_slices_at_evaluation():
