@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from ixi_routes import IXI, RowSpace, record, step_features, voxel_matrix
 
 ENCODERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")

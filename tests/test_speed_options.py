@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -78,7 +80,7 @@ def test_volume_chunks_are_equal_and_cover_every_slice_once():
         for limit in (1, 4, 32, 128):
             bounds = volume_chunks(n_slices, limit)
             assert bounds[0][0] == 0 and bounds[-1][1] == n_slices
-            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
             sizes = [end - begin for begin, end in bounds]
             assert max(sizes) <= limit and max(sizes) - min(sizes) <= 1
             assert len(bounds) == -(-n_slices // limit)
