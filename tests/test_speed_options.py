@@ -108,6 +108,32 @@ def test_cpu_evaluation_runs_in_chunks_per_volume_and_training_does_not():
     assert net.encoder.calls == [n_slices] * 3
 
 
+def test_evaluation_encodes_each_distinct_constant_slice_once():
+    torch.manual_seed(0)
+    net = SliceNet(CountingEncoder(), n_slices=12, embed_dim=8).eval()
+    x = _volumes(batch=2, shape=(12, 20, 18))
+    x[0, [0, 1, 10, 11]] = 0.0  # empty border slices
+    x[0, 5] = 2.5  # a constant slice of another value
+    x[1, 3] = 0.0  # a single constant slice: nothing to share
+    with torch.no_grad():
+        features = net.encode(x)
+        net.encoder.calls.clear()
+        slices = net.to_slices(x)
+        assert (slices[0, 0] == slices[0, 0, 0, 0]).all()  # still constant after standardising
+        every_slice = net.encoder(net._encoder_input(slices)).view(2, 12, -1)
+    # Volume 0: 7 varying slices, one zero slice and the 2.5 slice; volume 1: all 12.
+    with torch.no_grad():
+        net.encoder.calls.clear()
+        net.encode(x)
+    assert net.encoder.calls == [9, 12]
+    torch.testing.assert_close(features, every_slice, rtol=1e-5, atol=1e-6)
+    assert torch.equal(features[0, 0], features[0, 11])
+    # A volume's features do not depend on the other volumes of its batch.
+    with torch.no_grad():
+        assert torch.equal(net.encode(x[:1]), features[:1])
+        assert torch.equal(net.encode(x[1:]), features[1:])
+
+
 def test_slice_sampling_encodes_a_subset_in_training_and_all_slices_at_evaluation():
     net = SliceNet(CountingEncoder(), n_slices=10, embed_dim=8, train_slices=0.3)
     net.train()(_volumes(batch=2))

@@ -112,6 +112,44 @@ def volume_chunks(n_slices: int, limit: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def evaluate_volume_slices(
+    encoder: nn.Module, slices: torch.Tensor, chunk_size: int | None = None
+) -> torch.Tensor:
+    """Gradient-free encoder features ``(S, F)`` of one volume's slices ``(S, C, H, W)``.
+
+    How :class:`SliceNet` evaluates. Slices that hold a single value (the
+    empty border of a registered or skull-stripped scan) give the same
+    features whenever that value is the same, so each distinct one is encoded
+    once: an exact saving in evaluation, where batch norm uses its running
+    statistics. The rest run in chunks of ``chunk_size`` slices, or without it
+    on the CPU in the fewest equal chunks of at most :data:`CPU_EVAL_CHUNK`
+    (:func:`volume_chunks`), on a GPU all at once.
+    """
+    n_slices = len(slices)
+    pixels = slices.flatten(1)
+    constant = (pixels.amax(1) == pixels.amin(1)).nonzero().squeeze(1)
+    rows = None
+    if len(constant) > 1:
+        # Every slice's source: itself, or the first constant slice of its value.
+        source = torch.arange(n_slices, device=slices.device)
+        _, value = torch.unique(pixels[constant, 0], return_inverse=True)
+        first = torch.full((int(value.max()) + 1,), n_slices, device=slices.device)
+        first = first.scatter_reduce(0, value, constant, reduce="amin")
+        source[constant] = first[value]
+        encoded = source.unique()
+        rows = torch.searchsorted(encoded, source)
+        slices = slices[encoded]
+    if chunk_size is not None:
+        bounds = [(b, min(b + chunk_size, len(slices))) for b in range(0, len(slices), chunk_size)]
+    elif slices.device.type == "cpu":
+        bounds = volume_chunks(len(slices), CPU_EVAL_CHUNK)
+    else:
+        bounds = [(0, len(slices))]
+    outputs = [encoder(slices[begin:end]) for begin, end in bounds]
+    features = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    return features if rows is None else features[rows]
+
+
 def _check_train_slices(value: int | float | None) -> int | float | None:
     if value is None:
         return None
@@ -454,32 +492,28 @@ class SliceNet(nn.Module):
                 f"{self.axis} slices of this input are {height}x{width}."
             )
         flat = self._encoder_input(slices)
+        if not torch.is_grad_enabled() and not self.encoder.training:
+            # Each volume on its own: its features are then computed the same
+            # way whatever batch it comes in (see forward).
+            encoder = self._inference_encoder()
+            features = torch.cat(
+                [
+                    evaluate_volume_slices(
+                        encoder, flat[v * n_slices : (v + 1) * n_slices], self.slice_chunk_size
+                    )
+                    for v in range(batch)
+                ]
+            )
+            return features.view(batch, n_slices, -1)
         chunk = self.slice_chunk_size or len(flat)
         recompute = self.checkpoint_slices and torch.is_grad_enabled() and self.training
-        encoder = self.encoder
-        parts = [(begin, begin + chunk) for begin in range(0, len(flat), chunk)]
-        if not torch.is_grad_enabled() and not self.encoder.training:
-            encoder = self._inference_encoder()
-            if self.slice_chunk_size is not None:
-                within = [(b, min(b + chunk, n_slices)) for b in range(0, n_slices, chunk)]
-            elif flat.device.type == "cpu":
-                within = volume_chunks(n_slices, CPU_EVAL_CHUNK)
-            else:
-                within = [(0, n_slices)]
-            # Chunks never span two volumes: each volume's features are then
-            # computed the same way whatever batch it comes in (see forward).
-            parts = [
-                (volume * n_slices + begin, volume * n_slices + end)
-                for volume in range(batch)
-                for begin, end in within
-            ]
         outputs = []
-        for begin, end in parts:
-            part = flat[begin:end]
+        for begin in range(0, len(flat), chunk):
+            part = flat[begin : begin + chunk]
             if recompute:
-                outputs.append(checkpoint(encoder, part, use_reentrant=False))
+                outputs.append(checkpoint(self.encoder, part, use_reentrant=False))
             else:
-                outputs.append(encoder(part))
+                outputs.append(self.encoder(part))
         features = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         return features.view(batch, n_slices, -1)
 
