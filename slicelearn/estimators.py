@@ -39,19 +39,19 @@ from .callbacks import RankZeroPrintLog, RestoreBestWeights, TrainingCheckpoint
 from .data.dataset import VolumeDataset, VolumeLoadError
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
-from .data.slices import occupied_slice_range
+from .data.slices import occupied_box, occupied_slice_range
 from .distributed import (
     DataParallelMixin,
     process_group,
 )
 from .feature_cache import shared_feature_cache
 from .nn.slicenet import SliceNet, slice_axis_dim
+from .precision import resolve_precision
 from .splits import check_groups, grouped_validation_split
 
 __all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # skorch defaults that differ for this model, applied where skorch reads the
 # routed parameters (get_params_for) so that __init__ stores only what the user
@@ -105,6 +105,7 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         feature_grid: int = 1,
         train_slices: int | float | None = None,
         crop_empty_slices: bool = False,
+        crop_to_content: bool = False,
         slice_chunk_size: int | None = None,
         checkpoint_slices: bool = False,
         channels_last: bool = True,
@@ -152,6 +153,7 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         self.feature_grid = feature_grid
         self.train_slices = train_slices
         self.crop_empty_slices = crop_empty_slices
+        self.crop_to_content = crop_to_content
         self.slice_chunk_size = slice_chunk_size
         self.checkpoint_slices = checkpoint_slices
         self.channels_last = channels_last
@@ -322,15 +324,12 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         """
         self._check_fit_params(fit_params)
         keep = self.warm_start and self.initialized_
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        resolve_precision(self.precision, str(self.device))  # a bad value fails before training
         X = self._check_X(X, reset=not keep)
         y = self._check_y(self._check_y_length(y, len(X)), reset=not keep)
         self._split_groups = None if groups is None else check_groups(groups, len(X))
         if not keep:
-            self.slice_range_ = None
-            if self.crop_empty_slices:
-                self.slice_range_ = occupied_slice_range(X, slice_axis_dim(self.axis) - 1)
+            self._set_crop(X)
         process_group(self.device)  # joins torchrun's group, if launched by it
         try:
             with self._seed(), self._host_memory():
@@ -341,6 +340,17 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         finally:
             self.__dict__.pop("_split_groups", None)  # this fit's, not the model's
         return self
+
+    def _set_crop(self, X: Any) -> None:
+        """``content_box_`` and ``slice_range_``: what the network keeps of every volume."""
+        dim = slice_axis_dim(self.axis) - 1
+        self.content_box_ = occupied_box(X) if self.crop_to_content else None
+        if self.content_box_ is not None:
+            self.slice_range_ = self.content_box_[dim]
+        elif self.crop_empty_slices:
+            self.slice_range_ = occupied_slice_range(X, dim)
+        else:
+            self.slice_range_ = None
 
     def _check_fit_params(self, fit_params: dict[str, Any]) -> None:
         """Reject fit parameters early: skorch would pass them to the network's forward."""
@@ -372,9 +382,7 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
     def _autocast(self) -> contextlib.AbstractContextManager | None:
         """The forward pass's autocast context for ``precision``, or None for fp32."""
         device = str(self.device)
-        precision = self.precision
-        if precision == "auto":
-            precision = "bf16" if device.startswith("cuda") else "fp32"
+        precision = resolve_precision(self.precision, device)
         if precision == "fp32":
             return None
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -476,10 +484,16 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         self.module_ = SliceNet(
             n_outputs=self._n_outputs(),
             n_slices=self.n_slices_,
-            slice_range=getattr(self, "slice_range_", None),
+            **self._crop_params(),
             **kwargs,
         )
         return self
+
+    def _crop_params(self) -> dict[str, Any]:
+        box = getattr(self, "content_box_", None)
+        if box is not None:
+            return {"crop_box": box}
+        return {"slice_range": getattr(self, "slice_range_", None)}
 
     def _cudnn_autotune(self) -> contextlib.AbstractContextManager:
         """cuDNN benchmark mode for this fit or prediction only, on CUDA.
@@ -598,6 +612,13 @@ _COMMON_PARAMS_DOC = """
         training volume, at fit and predict; ``slice_range_`` records the kept
         range. Changes the algorithm only where a test volume has content in
         those slices.
+    crop_to_content : bool, default=False
+        Cut every volume, at fit and predict, to the box that holds content
+        (values not all equal) in any training volume, along all three axes:
+        on registered, skull-stripped scans, the brain's bounding box, so each
+        step encodes fewer slices of fewer pixels. ``content_box_`` records
+        the box; position indices stay those of the full volume. Changes the
+        algorithm only where a test volume has content outside the box.
     slice_chunk_size : int or None, default=None
         Encode at most this many slices at a time (bounds memory).
     checkpoint_slices : bool, default=False

@@ -82,6 +82,7 @@ _FITTED = (
     "n_slices_",
     "volume_shape_",
     "slice_range_",
+    "content_box_",
     "n_outputs_",
     "target_ndim_",
     "target_mean_",
@@ -269,7 +270,11 @@ def save_model(
     }
     if readout:
         state = {
-            name: torch.as_tensor(np.asarray(getattr(estimator, name), dtype=np.float64))
+            # Fitted arrays may be views (a multi-class coef_ is one); safetensors
+            # stores contiguous memory only.
+            name: torch.from_numpy(
+                np.ascontiguousarray(getattr(estimator, name), dtype=np.float64)
+            )
             for name in _READOUT_ARRAYS
         }
     else:
@@ -317,9 +322,9 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
     -------
     dict
         ``"class"`` (the estimator's import name), ``"task"``
-        (``"regression"`` or ``"classification"``), ``"versions"`` (of the
-        libraries that saved it) and ``"metadata"`` (as given to
-        :func:`save_model`).
+        (``"regression"`` or ``"classification"``), ``"classes"`` (a
+        classifier's labels, else ``None``), ``"versions"`` (of the libraries
+        that saved it) and ``"metadata"`` (as given to :func:`save_model`).
 
     Raises
     ------
@@ -328,9 +333,11 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
     """
     config = _read_config(Path(path))
     regression = config["class"].endswith("Regressor")
+    classes = config.get("fitted", {}).get("classes_")
     return {
         "class": config["class"],
         "task": "regression" if regression else "classification",
+        "classes": None if classes is None else _decode(classes, frozenset()).tolist(),
         "versions": dict(config.get("versions", {})),
         "metadata": _decode(config.get("metadata", {"__dict__": {}}), frozenset()),
     }

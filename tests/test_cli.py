@@ -109,6 +109,33 @@ def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
     assert (report / "roc.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("readout", ["ridge", "network"])
+def test_three_class_models_fit_save_predict_and_evaluate(tmp_path, capsys, readout):
+    paths = write_scans(tmp_path, n=18, shape=(6, 34, 33))
+    diagnosis = ["AD", "CN", "MCI"] * 6
+    table = tmp_path / "dx.csv"
+    pd.DataFrame({"path": [p.split("/")[-1] for p in paths], "dx": diagnosis}).to_csv(
+        table, index=False
+    )
+    model, report = tmp_path / "dx.slm", tmp_path / "report"
+    argv = ["fit", "--data", table, "--target", "dx", "--out", model, "--report", report]
+    assert main([str(a) for a in [*argv, "--readout", readout, *FAST]]) == 0
+    assert model_info(model)["classes"] == ["AD", "CN", "MCI"]
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(model), "--data", str(table), "--out", str(out)]) == 0
+    predictions = pd.read_csv(out)
+    assert set(predictions["predicted_dx"]) <= {"AD", "CN", "MCI"}
+    probabilities = predictions[[f"p_{c}" for c in ("AD", "CN", "MCI")]]
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    # The model read back predicts what the fitted model did.
+    fitted = pd.read_csv(report / "predictions.csv")
+    assert (predictions["predicted_dx"] == fitted["predicted"]).all()
+    cv = ["evaluate", "--data", table, "--target", "dx", "--cv", "3", "--report", tmp_path / "cv"]
+    assert main([str(a) for a in [*cv, "--readout", readout, *FAST]]) == 0
+    metrics = json.loads((tmp_path / "cv" / "metrics.json").read_text())
+    assert metrics["classes"] == ["AD", "CN", "MCI"] and 0 <= metrics["accuracy"] <= 1
+
+
 def test_demo_fits_the_simulated_cohort_and_reports(capsys, tmp_path):
     report = tmp_path / "demo"
     code = main(

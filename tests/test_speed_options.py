@@ -192,6 +192,44 @@ def test_crop_empty_slices_keeps_the_occupied_range_with_true_positions():
     assert SliceCNNRegressor(**fast_params()).fit(X, y).get_params()["crop_empty_slices"] is False
 
 
+def test_crop_to_content_keeps_the_brain_box_with_true_positions():
+    rng = np.random.default_rng(1)
+    X = np.zeros((8, 12, 14, 11), dtype=np.float32)
+    X[:, 3:10, 2:12, 1:9] = rng.normal(size=(8, 7, 10, 8))
+    X[1, 2, 5, 5] = 4.0  # one volume has content one sagittal slice further
+    y = X.mean(axis=(1, 2, 3)) * 10
+    est = SliceCNNRegressor(
+        **fast_params(crop_to_content=True, position_embedding="learned", train_split=None)
+    ).fit(X, y)
+    assert est.content_box_ == ((2, 10), (2, 12), (1, 9))
+    assert est.slice_range_ == (2, 10) and est.n_slices_ == 12
+    net = est.module_
+    # The network sees the box, standardised on its own, its slices at their true indices.
+    with torch.no_grad():
+        box = torch.as_tensor(X[:, 2:10, 2:12, 1:9])
+        box = (box - box.mean(dim=(1, 2, 3), keepdim=True)) / (
+            box.std(dim=(1, 2, 3), correction=0, keepdim=True) + 1e-6
+        )
+        features = net.encode_slices(box)
+        positions = torch.arange(2, 10).expand(len(X), -1)
+        expected = net.head(net.pooling(net.embed_features(features, positions))[0])
+    np.testing.assert_allclose(est.predict(X), expected.numpy().ravel(), rtol=1e-5)
+    # Content outside the box does not reach the network.
+    moved = X.copy()
+    moved[:, 0] = 7.0
+    moved[:, :, 13] = -3.0
+    np.testing.assert_array_equal(est.predict(moved), est.predict(X))
+    with pytest.raises(ValueError, match="crops volumes to the box"):
+        est.predict(X[:, :, :11])
+
+
+def test_crop_box_is_checked_and_excludes_slice_range():
+    with pytest.raises(ValueError, match="not both"):
+        SliceNet(TinyEncoder(), crop_box=((0, 2), (0, 2), (0, 2)), slice_range=(0, 2))
+    with pytest.raises(ValueError, match="three"):
+        SliceNet(TinyEncoder(), crop_box=((0, 2), (3, 1), (0, 2)))
+
+
 def test_precision_options(small_volumes):
     X, y = small_volumes
     bf16 = SliceCNNRegressor(**fast_params(precision="bf16")).fit(X, y)
@@ -199,6 +237,21 @@ def test_precision_options(small_volumes):
     assert np.allclose(bf16.predict(X), fp32.predict(X), atol=0.5)
     with pytest.raises(ValueError, match="precision must be one of"):
         SliceCNNRegressor(**fast_params(precision="fp8")).fit(X, y)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_native_bf16(monkeypatch, native):
+    from slicelearn import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda: native)
+    assert precision.resolve_precision("auto", "cuda:0") == "bf16"
+    assert precision.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    assert precision.resolve_precision("fp32", "cpu") == "fp32"
+    est = SliceCNNRegressor(**fast_params(precision="auto", device="cpu"))
+    autocast = est._autocast()
+    assert (autocast is not None) == native
+    if native:
+        assert autocast.fast_dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["occupied_slice_range"]
+__all__ = ["occupied_box", "occupied_slice_range"]
 
 
 def occupied_slice_range(volumes: Any, dim: int) -> tuple[int, int] | None:
@@ -34,12 +34,54 @@ def occupied_slice_range(volumes: Any, dim: int) -> tuple[int, int] | None:
     first, last = None, None
     for index in range(len(volumes)):
         volume = np.asarray(volumes[index], dtype=np.float32)
-        per_slice = np.moveaxis(volume, dim, 0).reshape(volume.shape[dim], -1)
-        spread = per_slice.max(axis=1) - per_slice.min(axis=1)
-        occupied = np.flatnonzero(spread > 1e-6 * max(float(np.ptp(volume)), 1e-12))
+        occupied = _occupied(volume, dim, 1e-6 * max(float(np.ptp(volume)), 1e-12))
         if len(occupied):
             first = occupied[0] if first is None else min(first, occupied[0])
             last = occupied[-1] if last is None else max(last, occupied[-1])
     if first is None:
         return None
     return int(first), int(last) + 1
+
+
+def _occupied(volume: np.ndarray, dim: int, threshold: float) -> np.ndarray:
+    """Indices of the slices along ``dim`` whose values spread by more than ``threshold``."""
+    per_slice = np.moveaxis(volume, dim, 0).reshape(volume.shape[dim], -1)
+    return np.flatnonzero(per_slice.max(axis=1) - per_slice.min(axis=1) > threshold)
+
+
+def occupied_box(volumes: Any) -> tuple[tuple[int, int], ...] | None:
+    """``((x0, x1), (y0, y1), (z0, z1))``: the box that holds content in any volume.
+
+    Along each axis, the range of the slices that hold content (see
+    :func:`occupied_slice_range`); volumes are read one at a time. ``None``
+    when no volume holds content.
+
+    Parameters
+    ----------
+    volumes : sequence of arrays of shape (X, Y, Z)
+        Indexing with an integer returns one volume.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> volume = np.zeros((6, 5, 4), np.float32)
+    >>> volume[2:4, 1:3, 1] = 1
+    >>> occupied_box([volume])
+    ((2, 4), (1, 3), (1, 2))
+    """
+    first: list[int | None] = []
+    last: list[int | None] = []
+    for index in range(len(volumes)):
+        volume = np.asarray(volumes[index], dtype=np.float32)
+        if not first:
+            first, last = [None] * volume.ndim, [None] * volume.ndim
+        threshold = 1e-6 * max(float(np.ptp(volume)), 1e-12)
+        for dim in range(volume.ndim):
+            occupied = _occupied(volume, dim, threshold)
+            if len(occupied):
+                low, high = first[dim], last[dim]
+                first[dim] = occupied[0] if low is None else min(low, occupied[0])
+                last[dim] = occupied[-1] if high is None else max(high, occupied[-1])
+    if not first or any(a is None for a in first):
+        return None
+    return tuple((int(a), int(b) + 1) for a, b in zip(first, last))

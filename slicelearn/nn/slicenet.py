@@ -166,6 +166,20 @@ def _check_train_slices(value: int | float | None) -> int | float | None:
 AXES = {"sagittal": 1, "coronal": 2, "axial": 3}
 
 
+def _check_crop_box(box) -> tuple[tuple[int, int], ...]:
+    try:
+        ranges = tuple((int(start), int(stop)) for start, stop in box)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"crop_box must be three (start, stop) pairs, got {box!r}."
+        ) from None
+    if len(ranges) != 3 or any(not 0 <= a < b for a, b in ranges):
+        raise ValueError(
+            f"crop_box must be three (start, stop) pairs with 0 <= start < stop, got {box!r}."
+        )
+    return ranges
+
+
 def slice_axis_dim(axis: str) -> int:
     """Dimension of a ``(B, X, Y, Z)`` batch that ``axis`` slices along."""
     try:
@@ -277,6 +291,12 @@ class SliceNet(nn.Module):
     slice_range : (int, int), optional
         Keep only slices ``start:stop`` along ``axis`` (e.g. without the empty
         border slices); position indices stay those of the full volume.
+    crop_box : ((int, int), (int, int), (int, int)), optional
+        Cut every volume to ``x0:x1, y0:y1, z0:z1`` before slicing (e.g. the
+        box that holds the brain, :func:`slicelearn.data.slices.occupied_box`):
+        fewer slices and fewer pixels per slice. The box is cut before
+        ``standardize``, so nothing outside it reaches the network. Position
+        indices stay those of the full volume. Replaces ``slice_range``.
     slice_chunk_size : int, optional
         Run the encoder on at most this many slices at a time, which bounds
         activation memory. Exact in evaluation; in training, batch-norm
@@ -327,6 +347,7 @@ class SliceNet(nn.Module):
         feature_grid: int = 1,
         train_slices: int | float | None = None,
         slice_range: tuple[int, int] | None = None,
+        crop_box: tuple[tuple[int, int], ...] | None = None,
         slice_chunk_size: int | None = None,
         checkpoint_slices: bool = False,
         channels_last: bool = True,
@@ -341,6 +362,12 @@ class SliceNet(nn.Module):
         self.slice_range = (
             None if slice_range is None else (int(slice_range[0]), int(slice_range[1]))
         )
+        self.crop_box = None if crop_box is None else _check_crop_box(crop_box)
+        if self.crop_box is not None:
+            if slice_range is not None:
+                raise ValueError("Give crop_box or slice_range, not both.")
+            # The kept slices' true indices, for the position embedding.
+            self.slice_range = self.crop_box[self.slice_dim - 1]
         if slice_chunk_size is not None and slice_chunk_size < 1:
             raise ValueError(f"slice_chunk_size must be positive, got {slice_chunk_size}.")
         self.slice_chunk_size = slice_chunk_size
@@ -459,6 +486,15 @@ class SliceNet(nn.Module):
             )
         dtype = self.projection.weight.dtype
         volumes = volumes.to(dtype=dtype)
+        if self.crop_box is not None:
+            # Before standardising: nothing outside the box reaches the network.
+            if any(stop > size for (_, stop), size in zip(self.crop_box, volumes.shape[1:])):
+                raise ValueError(
+                    f"The model crops volumes to the box {self.crop_box}, but the input "
+                    f"volumes are {tuple(volumes.shape[1:])}."
+                )
+            (x0, x1), (y0, y1), (z0, z1) = self.crop_box
+            volumes = volumes[:, x0:x1, y0:y1, z0:z1]
         if self.standardize:
             # Statistics in float64 where the device has it: a float32 variance
             # overflows for intensities above ~1e19.
@@ -468,7 +504,7 @@ class SliceNet(nn.Module):
             std = flat.std(dim=1, correction=0).view(-1, 1, 1, 1)
             volumes = ((volumes.to(wide) - mean) / (std + 1e-6)).to(dtype)
         slices = volumes.movedim(self.slice_dim, 1)
-        if self.slice_range is not None:
+        if self.slice_range is not None and self.crop_box is None:
             start, stop = self.slice_range
             if stop > slices.shape[1]:
                 raise ValueError(
