@@ -176,7 +176,7 @@ def main() -> None:
     reference_train = statistics.median(train["reference"])
     reference_predict = statistics.median(predict["reference"])
     rows = []
-    for name, (options, v, bf16) in configs.items():
+    for name, (options, v, _) in configs.items():
         t, p = statistics.median(train[name]), statistics.median(predict[name])
         rows.append(
             {

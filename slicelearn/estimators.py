@@ -52,7 +52,6 @@ from .splits import check_groups, grouped_validation_split
 __all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
 
 
-
 # skorch defaults that differ for this model, applied where skorch reads the
 # routed parameters (get_params_for) so that __init__ stores only what the user
 # gave; a user's own optimizer__weight_decay=... wins.

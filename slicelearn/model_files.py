@@ -272,9 +272,7 @@ def save_model(
         state = {
             # Fitted arrays may be views (a multi-class coef_ is one); safetensors
             # stores contiguous memory only.
-            name: torch.from_numpy(
-                np.ascontiguousarray(getattr(estimator, name), dtype=np.float64)
-            )
+            name: torch.from_numpy(np.ascontiguousarray(getattr(estimator, name), dtype=np.float64))
             for name in _READOUT_ARRAYS
         }
     else:

@@ -170,9 +170,7 @@ def _check_crop_box(box) -> tuple[tuple[int, int], ...]:
     try:
         ranges = tuple((int(start), int(stop)) for start, stop in box)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"crop_box must be three (start, stop) pairs, got {box!r}."
-        ) from None
+        raise ValueError(f"crop_box must be three (start, stop) pairs, got {box!r}.") from None
     if len(ranges) != 3 or any(not 0 <= a < b for a, b in ranges):
         raise ValueError(
             f"crop_box must be three (start, stop) pairs with 0 <= start < stop, got {box!r}."
