@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.base import clone
 
 from . import __version__
+from ._progress import Progress
 
 __all__ = ["build_parser", "main"]
 
@@ -271,25 +272,27 @@ def _preprocess_all(preprocessing: Any, cohort, workers: int, qc: str | None = N
 
 
 def _count_through(fitted: Any, cohort, workers: int) -> None:
-    from torch.utils.data import DataLoader
+    """Preprocess the scans the cache lacks, one progress line per scan on stderr."""
+    from torch.utils.data import DataLoader, Subset
 
     from .data import VolumeDataset
 
-    volumes = fitted.transform(cohort.paths)
-    loader = DataLoader(VolumeDataset(volumes), batch_size=None, num_workers=workers)
-    start = time.perf_counter()
     total = len(cohort.paths)
-    terminal = sys.stderr.isatty()
-    for done, _ in enumerate(loader, start=1):
-        elapsed = time.perf_counter() - start
-        left = elapsed / done * (total - done)
-        line = (
-            f"preprocessing {done}/{total} ({cohort.ids[done - 1]}): {elapsed:.0f} s, "
-            f"about {left:.0f} s left"
+    missing = [i for i, path in enumerate(cohort.paths) if not fitted.is_cached(path)]
+    if len(missing) < total:
+        print(
+            f"preprocessing: {total - len(missing)} of {total} scans cached in "
+            f"{fitted._cache.directory}",
+            file=sys.stderr,
         )
-        print(("\r" + line) if terminal else line, end="" if terminal else "\n", file=sys.stderr)
-    if terminal:
-        print(file=sys.stderr)
+    if not missing:
+        return
+    volumes = Subset(VolumeDataset(fitted.transform(cohort.paths)), missing)
+    loader = DataLoader(volumes, batch_size=None, num_workers=workers)
+    progress = Progress("preprocessing", len(missing))
+    for done, (index, _) in enumerate(zip(missing, loader), start=1):
+        progress.update(done, cohort.ids[index])
+    progress.close()
 
 
 def _dumps(metrics: dict) -> str:
@@ -558,7 +561,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_preprocess(args: argparse.Namespace) -> int:
     cohort = _load(args, [])
     _check_extras(args, masked=cohort.masks is not None)
-    args.cache_dir = args.cache_dir if args.cache_dir != "auto" else str(Path(args.out) / "cache")
     preprocessing = _preprocessing(args, cohort)
     if preprocessing is None:
         raise UsageError("Nothing to do: give a --grid, masks or --skull-strip.")
@@ -845,7 +847,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_options(preprocess, target=False)
     preprocess.add_argument(
-        "--out", required=True, help="folder for the cache (unless --cache-dir) and qc/"
+        "--out",
+        required=True,
+        help="folder for qc/ and the provenance file; the preprocessed scans go to the cache "
+        "(--cache-dir), where evaluate, fit and predict find them",
     )
     preprocess.add_argument(
         "--qc", action="store_true", help="write qc/: a PNG per scan, qc.csv and index.html"

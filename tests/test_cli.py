@@ -296,6 +296,29 @@ def test_evaluate_keeps_each_subject_on_one_side_and_compares_with_the_mean(
     assert "not better than the baseline" in captured.err
 
 
+def test_the_readme_sequence_preprocesses_each_scan_once(
+    tmp_path, capsys, monkeypatch, count_preprocess
+):
+    # No --cache-dir anywhere: every command uses the data home's one cache.
+    monkeypatch.setenv("SLICELEARN_DATA", str(tmp_path / "home"))
+    paths = write_scans(tmp_path, n=8, shape=(40, 48, 40), affine=np.diag([4.0, 4.0, 4.0, 1.0]))
+    table = tmp_path / "cohort.csv"
+    pd.DataFrame({"path": paths, "age": np.linspace(30, 70, 8)}).to_csv(table, index=False)
+    prep = ["--grid", "mni152", "--skull-strip", "none", "--registration", "none"]
+    assert (
+        main([str(a) for a in ["preprocess", "--data", table, "--out", tmp_path / "prep", *prep]])
+        == 0
+    )
+    assert len(count_preprocess) == 8
+    capsys.readouterr()
+    model = ["--encoder", "cnn2d", "--weights", "none", "--no-progress"]
+    argv = ["evaluate", "--data", table, "--target", "age", "--cv", "2", *prep, *model]
+    assert main([str(a) for a in argv]) == 0
+    assert len(count_preprocess) == 8  # evaluate found every scan in the cache
+    assert "8 of 8 scans cached" in capsys.readouterr().err
+    assert (tmp_path / "home" / "cache").is_dir()
+
+
 def test_preprocess_writes_qc_pictures_measures_and_page(tmp_path, capsys):
     import nibabel as nib
 

@@ -98,5 +98,10 @@ class VolumeCache:
         # Return what a later read will return, so epochs see identical inputs.
         return np.asarray(volume, dtype=dtype).astype(np.float32)
 
+    def __contains__(self, key: str) -> bool:
+        """Whether an entry for ``key`` is written (:meth:`get` still verifies it)."""
+        array_path, meta_path = self._paths(key)
+        return meta_path.is_file() and array_path.is_file()
+
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.json")) if self.directory.is_dir() else 0

@@ -487,6 +487,17 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
     def _cache(self) -> VolumeCache | None:
         return VolumeCache.from_setting(self.cache_dir)
 
+    def _cache_key(self, item: ImageLike) -> str:
+        return hashlib.sha256(f"{file_digest(item)}:{self.fingerprint_}".encode()).hexdigest()
+
+    def is_cached(self, item: ImageLike) -> bool:
+        """Whether the cache holds ``item`` preprocessed with these parameters."""
+        self._check_fitted()
+        cache = self._cache
+        if cache is None or not isinstance(item, (str, os.PathLike)) or not os.path.isfile(item):
+            return False
+        return self._cache_key(item) in cache
+
     def load(self, item: ImageLike, index: int = 0) -> np.ndarray:
         """Preprocessed ``item``, from the cache when it holds a valid copy."""
         self._check_fitted()
@@ -495,7 +506,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             return self.preprocess(item, index)
         if not os.path.isfile(item):
             raise FileNotFoundError(f"{describe_item(item, index)}: no such file.")
-        key = hashlib.sha256(f"{file_digest(item)}:{self.fingerprint_}".encode()).hexdigest()
+        key = self._cache_key(item)
         return cache.get_or_create(
             key,
             lambda: self.preprocess(item, index),

@@ -1,0 +1,271 @@
+"""IXI brain age: the paper's model fine-tuned end to end on the CPU, on every fold.
+
+Gupta et al.'s model, every encoder weight trained: ImageNet EfficientNet-Lite0
+on the sagittal slices, a position embedding, a pooling and the MLP head
+(``SliceCNNRegressor(freeze_encoder=False)``), with the speed levers of
+``benchmarks/finetune_speed.py`` (slices sampled per step, the volumes cut to
+the brain's box, a cosine learning-rate schedule over a fixed number of
+epochs). The recipe is fixed before any fold runs (``RECIPE``); nothing here
+is chosen by the scores it writes.
+
+On the same folds (``KFold(5, shuffle=True, random_state=seed)``, the folds
+of the ridge readout's repeats in ``docs/results.md``), beside it:
+
+- ``ridge readout``: the command line's default model
+  (``SliceLinearRegressor``: frozen Lite0 ``blocks.3`` 2 x 2, input smoothed
+  by 1 voxel, ridge with the penalty chosen by internal CV);
+- ``voxel ridge``: ridge on the 4 mm brain voxels (the 2 mm volumes smoothed
+  by 1 voxel, 2 x 2 x 2 blocks averaged, no per-voxel standardisation), the
+  penalty chosen by leave-one-out inside the training fold;
+- ``fine-tuned + ridge readout``: the two predictions averaged with equal
+  weights (fixed before running).
+
+Input: the default route's volumes (deepbet, ANTs affine, z-scored in the
+brain), from ``ixi_routes.py --steps masks volumes --routes deepbet_affine``.
+Every (seed, fold, model) is one JSON line, appended as soon as it exists; a
+run that is stopped resumes where it was. Run::
+
+    python benchmarks/ixi_full_finetune.py --seeds 0 1 2 \\
+        --out benchmarks/results/ixi_full_finetune.jsonl
+    python benchmarks/ixi_full_finetune.py --seeds 0 --ablations \\
+        --out benchmarks/results/ixi_full_finetune.jsonl
+    python benchmarks/ixi_full_finetune.py --table benchmarks/results/ixi_full_finetune.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+ROUTE = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy").expanduser()
+
+#: The fine-tuning recipe, fixed before the grid ran.
+RECIPE = dict(
+    encoder="efficientnet_lite0",
+    weights="imagenet",
+    freeze_encoder=False,
+    pooling="mean",
+    position_embedding="sinusoidal",
+    train_slices=16,
+    crop_to_content=True,
+    lr=3e-4,
+    max_epochs=12,
+    batch_size=4,
+)
+
+#: The paper's ablations, each one change to the recipe (run on one seed).
+ABLATIONS = {
+    "random init": dict(weights=None),
+    "no position embedding": dict(position_embedding=None),
+    "learned position embedding": dict(position_embedding="learned"),
+    "attention pooling": dict(pooling="attention"),
+}
+
+
+def fine_tuned(seed: int, threads: int, **changes):
+    import torch
+    from skorch.callbacks import LRScheduler
+
+    from slicelearn import SliceCNNRegressor
+
+    torch.set_num_threads(threads)
+    params = {**RECIPE, **changes}
+    schedule = LRScheduler(policy="CosineAnnealingLR", T_max=params["max_epochs"])
+    return SliceCNNRegressor(
+        **params,
+        train_split=None,
+        callbacks=[("lr_schedule", schedule)],
+        random_state=seed,
+        verbose=0,
+    )
+
+
+def ridge_readout():
+    from slicelearn import SliceLinearRegressor
+
+    return SliceLinearRegressor(
+        encoder="efficientnet_lite0",
+        weights="imagenet",
+        feature_layer="blocks.3",
+        feature_grid=2,
+        input_smoothing=1.0,
+    )
+
+
+def voxel_matrix(volumes: np.ndarray) -> np.ndarray:
+    """4 mm brain voxels: smoothed by 1 voxel, 2 x 2 x 2 blocks averaged, the brain kept."""
+    from scipy import ndimage
+
+    rows = []
+    for volume in volumes:
+        smooth = ndimage.gaussian_filter(np.asarray(volume, np.float32), 1.0)
+        x, y, z = (s // 2 * 2 for s in smooth.shape)
+        blocks = smooth[:x, :y, :z].reshape(x // 2, 2, y // 2, 2, z // 2, 2).mean(axis=(1, 3, 5))
+        rows.append(blocks.ravel())
+    matrix = np.stack(rows)
+    brain = (np.abs(matrix) > 1e-6).any(axis=0)
+    return matrix[:, brain]
+
+
+def voxel_ridge():
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=np.logspace(0, 7, 29))
+
+
+def load(args) -> tuple[np.ndarray, np.ndarray, str]:
+    from slicelearn.data import read_cohort
+
+    _, labels = read_cohort(args.ixi / "participants.tsv", target=["age", "sex"])
+    volumes = np.load(args.volumes).astype(np.float32)
+    digest = hashlib.sha256(volumes.tobytes()).hexdigest()[:12]
+    return volumes, labels[:, 0].astype(np.float64), f"{args.volumes.stem}@{digest}"
+
+
+def read_rows(out: Path) -> dict[str, dict]:
+    if not out.exists():
+        return {}
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return {row["key"]: row for row in rows if "key" in row}
+
+
+def run(args) -> None:
+    from sklearn.model_selection import KFold
+
+    volumes, ages, source = load(args)
+    voxels = voxel_matrix(volumes)
+    done = read_rows(args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(row: dict) -> None:
+        print(json.dumps({k: v for k, v in row.items() if k != "predicted"}), flush=True)
+        with args.out.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    configs = {"fine-tuned": {}}
+    if args.ablations:
+        configs = {f"fine-tuned, {name}": change for name, change in ABLATIONS.items()}
+    for seed in args.seeds:
+        folds = KFold(5, shuffle=True, random_state=seed).split(volumes)
+        for fold, (train, test) in enumerate(folds):
+            base = {"input": source, "seed": seed, "fold": fold, "n_train": len(train)}
+            predicted: dict[str, np.ndarray] = {}
+            models = [
+                ("ridge readout", lambda: ridge_readout(), volumes),
+                ("voxel ridge", voxel_ridge, voxels),
+            ] + [
+                (label, lambda change=change: fine_tuned(seed, args.threads, **change), volumes)
+                for label, change in configs.items()
+            ]
+            for label, build, X in models:
+                key = f"{source}|{label}|seed{seed}|fold{fold}"
+                if label.startswith("fine-tuned"):
+                    key += "|" + json.dumps({**RECIPE, **configs[label]}, sort_keys=True)
+                if key in done:
+                    predicted[label] = np.asarray(done[key]["predicted"])
+                    continue
+                begin = time.perf_counter()
+                estimator = build().fit(X[train], ages[train])
+                fit_seconds = time.perf_counter() - begin
+                predicted[label] = np.asarray(estimator.predict(X[test]), dtype=np.float64)
+                row = {
+                    "key": key,
+                    "model": label,
+                    **base,
+                    "mae": round(float(np.abs(predicted[label] - ages[test]).mean()), 3),
+                    "fit_seconds": round(fit_seconds, 1),
+                    "predict_seconds": round(time.perf_counter() - begin - fit_seconds, 1),
+                    "predicted": [round(float(v), 3) for v in predicted[label]],
+                }
+                if label.startswith("fine-tuned"):
+                    row["recipe"] = {**RECIPE, **configs[label]}
+                record(row)
+                done[key] = row
+            for label in configs:
+                key = f"{source}|{label} + ridge readout|seed{seed}|fold{fold}"
+                if key in done or label not in predicted:
+                    continue
+                average = (predicted[label] + predicted["ridge readout"]) / 2
+                row = {
+                    "key": key,
+                    "model": f"{label} + ridge readout",
+                    **base,
+                    "mae": round(float(np.abs(average - ages[test]).mean()), 3),
+                    "predicted": [round(float(v), 3) for v in average],
+                }
+                record(row)
+                done[key] = row
+    if args.fit_all:
+        key = f"{source}|fit_all|" + json.dumps(RECIPE, sort_keys=True)
+        if key not in done:
+            begin = time.perf_counter()
+            fine_tuned(args.seeds[0], args.threads).fit(volumes, ages)
+            record(
+                {
+                    "key": key,
+                    "model": "fine-tuned, fit on all scans",
+                    "n_train": len(ages),
+                    "fit_seconds": round(time.perf_counter() - begin, 1),
+                    "threads": args.threads,
+                }
+            )
+
+
+def table(path: Path) -> None:
+    """The per-seed table: each model's pooled MAE over the folds it has run."""
+    from collections import defaultdict
+
+    from slicelearn.data import read_cohort
+
+    _, labels = read_cohort(IXI / "participants.tsv", target=["age", "sex"])
+    ages = labels[:, 0].astype(np.float64)
+    rows = [r for r in read_rows(path).values() if "fold" in r]
+    by = defaultdict(dict)
+    for row in rows:
+        by[(row["model"], row["seed"])][row["fold"]] = row
+    from sklearn.model_selection import KFold
+
+    print("| model | seed | folds run | fold MAEs | pooled MAE |")
+    print("| --- | --- | --- | --- | --- |")
+    for (model, seed), folds in sorted(by.items(), key=lambda item: (item[0][1], item[0][0])):
+        splits = list(KFold(5, shuffle=True, random_state=seed).split(ages))
+        errors = np.concatenate(
+            [np.asarray(folds[f]["predicted"]) - ages[splits[f][1]] for f in sorted(folds)]
+        )
+        fold_maes = ", ".join(f"{folds[f]['mae']:.2f}" for f in sorted(folds))
+        mark = "" if len(folds) == 5 else " (partial)"
+        print(
+            f"| {model} | {seed} | {len(folds)} of 5{mark} | {fold_maes} | "
+            f"{np.abs(errors).mean():.2f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volumes", type=Path, default=ROUTE)
+    parser.add_argument("--ixi", type=Path, default=IXI)
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/ixi_full_finetune.jsonl")
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ablations", action="store_true", help="the paper's ablations instead")
+    parser.add_argument("--fit-all", action="store_true", help="then time a fit on all scans")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--table", type=Path, default=None, help="print the table of a results file"
+    )
+    args = parser.parse_args()
+    if args.table:
+        table(args.table)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
