@@ -157,10 +157,14 @@ def run(args) -> None:
             base = {"input": source, "seed": seed, "fold": fold, "n_train": len(train)}
             predicted: dict[str, np.ndarray] = {}
             models = [
-                ("ridge readout", lambda: ridge_readout(), volumes),
+                ("ridge readout", ridge_readout, volumes),
                 ("voxel ridge", voxel_ridge, voxels),
             ] + [
-                (label, lambda change=change: fine_tuned(seed, args.threads, **change), volumes)
+                (
+                    label,
+                    lambda change=change, seed=seed: fine_tuned(seed, args.threads, **change),
+                    volumes,
+                )
                 for label, change in configs.items()
             ]
             for label, build, X in models:
