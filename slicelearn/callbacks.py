@@ -19,12 +19,14 @@ import copy
 import hashlib
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback, PrintLog
+from skorch.utils import Ansi
 from torch import nn
 
 from ._files import write_atomic
@@ -72,7 +74,16 @@ class RestoreBestWeights(Callback):
 
 
 class RankZeroPrintLog(PrintLog):
-    """skorch's ``PrintLog``, printed by the first process of a data-parallel run only."""
+    """skorch's ``PrintLog``, printed by the first process of a data-parallel run only.
+
+    Best values are coloured on a terminal only: in a log file or a pipe the
+    table is plain text, with no ANSI codes.
+    """
+
+    def format_row(self, row, key, color):
+        if sys.stdout.isatty():
+            return super().format_row(row, key, color)
+        return str(super().format_row(row, key, color="")).replace(Ansi.ENDC.value, "")
 
     def _sink(self, text: str, verbose: int) -> None:
         from .distributed import print_on_rank_zero

@@ -57,15 +57,39 @@ class UsageError(Exception):
     """Bad input from the user: reported in one line, exit code 2."""
 
 
-def _is_regression(y: np.ndarray, task: str) -> bool:
+def _is_regression(y: np.ndarray, task: str, where: Sequence[str] = ()) -> bool:
+    """The task of ``y``; for ``--task auto``, refuse a numeric column with a few typos."""
     if task != "auto":
         return task == "regression"
     try:
         values = y.astype(float)
     except (TypeError, ValueError):
+        _refuse_mostly_numeric(y, where)
         return False
     # Numbers are a regression target unless they look like a few class codes.
     return bool((values != np.round(values)).any() or len(np.unique(values)) > 10)
+
+
+def _refuse_mostly_numeric(y: np.ndarray, where: Sequence[str]) -> None:
+    """A column whose values are numbers but for a few is a typo, not a class label."""
+    if y.ndim != 1:
+        return
+    bad = []
+    for index, value in enumerate(y):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            bad.append(index)
+    if not bad or len(bad) > len(y) // 2 or len(set(y.astype(str))) <= 10:
+        return
+    shown = ", ".join(
+        f"{where[i] if i < len(where) else f'row {i}'}: {y[i]!r}" for i in bad[:5]
+    ) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    raise UsageError(
+        f"The target column is numeric in {len(y) - len(bad)} of {len(y)} rows but not in "
+        f"{shown}. Correct those values, or give --task classification to treat every "
+        "value as a class label."
+    )
 
 
 def _progress(enabled: bool) -> list:
@@ -295,6 +319,15 @@ def _count_through(fitted: Any, cohort, workers: int) -> None:
     progress.close()
 
 
+def _print_result(args: argparse.Namespace, summary: str, metrics: dict) -> None:
+    """The summary on stdout; with ``--json``, the metrics alone on stdout, the summary on stderr."""
+    if getattr(args, "json", False):
+        print(summary, file=sys.stderr)
+        print(_dumps(metrics))
+    else:
+        print(summary)
+
+
 def _dumps(metrics: dict) -> str:
     from .report import json_ready
 
@@ -317,7 +350,7 @@ def _predict(estimator, regression: bool, X) -> np.ndarray:
 def _labelled(args: argparse.Namespace):
     """The cohort, its targets (float for regression, str labels otherwise), and the task."""
     cohort = _load(args, args.target)
-    regression = _is_regression(cohort.y, args.task)
+    regression = _is_regression(cohort.y, args.task, cohort.where)
     y = cohort.y.astype(np.float32) if regression else cohort.y.astype(str)
     return cohort, y, regression
 
@@ -389,10 +422,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         from .report import write_report
 
         write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
-    print(
+    summary = (
         f"Saved the model to {args.out}. On the training scans: {line} (training-set figures "
-        f"flatter a model: use 'slicelearn evaluate' for honest ones). {_dumps(metrics)}"
+        "flatter a model: use 'slicelearn evaluate' for honest ones)."
     )
+    if args.report:
+        summary += f" Report and metrics.json: {args.report}"
+    _print_result(args, summary, metrics)
     return 0
 
 
@@ -464,7 +500,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"{model_path} is not a slicelearn model file: {exc}") from exc
     regression = info["task"] == "regression"
     target = info["metadata"].get("target", "target")
-    cohort = _load(args, [])
+    try:  # the table's own target values, where it has them, go beside the predictions
+        cohort = _load(args, [target])
+        truth = cohort.y[:, 0]
+    except UsageError:
+        cohort, truth = _load(args, []), None
     preprocessor = getattr(estimator, "preprocessor_", None)
     if preprocessor is not None and preprocessor.mask is not None and not preprocessor.skull_strip:
         # The model was trained on given masks: these scans need theirs.
@@ -491,10 +531,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     table = pd.DataFrame({"participant_id": cohort.ids, "path": cohort.paths})
+    if truth is not None:
+        table[target] = truth.astype(float) if regression else truth
     if regression:
         table[f"predicted_{target}"] = prediction
+        if truth is not None:
+            table["error"] = prediction - truth.astype(float)
     else:
         table[f"predicted_{target}"] = estimator.classes_[prediction.argmax(axis=1)]
+        if truth is not None:
+            table["correct"] = table[f"predicted_{target}"].astype(str) == truth.astype(str)
         for index, label in enumerate(estimator.classes_):
             table[f"p_{label}"] = prediction[:, index]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -553,8 +599,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics["refit_on_all_data"] = ["slice_importance.png", "slice_importance.csv"]
         estimator.fit(cohort.paths, y, groups=groups)
         write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
-    print(f"Cross-validated: {line}.", file=sys.stderr)
-    print(_dumps(metrics))
+    summary = f"Cross-validated ({metrics['split']}, {metrics['n']} scans): {line}."
+    if args.report:
+        summary += f" Report and metrics.json: {args.report}"
+    _print_result(args, summary, metrics)
     return 0
 
 
@@ -837,7 +885,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--out", required=True, help="model file to write (a safe .slm file, no pickle)"
     )
-    fit.add_argument("--report", help="report folder (metrics, figures)")
+    fit.add_argument("--report", help="report folder (metrics.json, figures, predictions)")
+    fit.add_argument(
+        "--json", action="store_true", help="print the metrics as JSON on stdout, and nothing else"
+    )
     fit.add_argument("--qc", help="also write preprocessing QC pictures and measures here")
     _model_options(fit)
     fit.set_defaults(handler=cmd_fit)
@@ -876,7 +927,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="table column naming each scan's subject, so that no subject is on both sides "
         "of a split; unset: participant_id for tables, the participant for BIDS",
     )
-    evaluate.add_argument("--report", help="report folder (metrics, figures)")
+    evaluate.add_argument("--report", help="report folder (metrics.json, figures, predictions)")
+    evaluate.add_argument(
+        "--json", action="store_true", help="print the metrics as JSON on stdout, and nothing else"
+    )
     evaluate.add_argument("--qc", help="also write preprocessing QC pictures and measures here")
     _model_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)

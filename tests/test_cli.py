@@ -50,6 +50,7 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     assert main([str(a) for a in [*argv, "--readout", readout, *FAST]]) == 0
     out = capsys.readouterr().out
     assert model.is_file() and "Saved the model" in out and "for predicting the training" in out
+    assert "{" not in out and "\x1b[" not in out  # a sentence, no JSON, no colour codes
     assert model.stat().st_mode & 0o777 == 0o644  # readable by the group, as other tools write
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["n"] == 20 and metrics["mae"] >= 0
@@ -68,6 +69,11 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     assert main(["predict", "--model", str(model), "--data", str(cohort), "--out", str(out)]) == 0
     predictions = pd.read_csv(out)
     assert len(predictions) == 20 and np.isfinite(predictions["predicted_age"]).all()
+    # The input's target stays beside the prediction, with the error.
+    np.testing.assert_allclose(predictions["age"], np.linspace(25, 75, 20))
+    np.testing.assert_allclose(
+        predictions["error"], predictions["predicted_age"] - predictions["age"], atol=1e-9
+    )
     # Rows keep the table's ids (its line numbers here: the table has no participant_id).
     assert predictions["participant_id"].tolist()[:2] == ["line 2", "line 3"]
     # The model file is a safe one (no pickle), and the model read back from it
@@ -97,12 +103,15 @@ def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
                 "2",
                 "--report",
                 str(report),
+                "--json",
                 *FAST,
             ]
         )
         == 0
     )
-    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out
+    metrics = json.loads(out)  # with --json, stdout is the metrics and nothing else
+    assert metrics == json.loads((report / "metrics.json").read_text())
     assert metrics["split"] == "2-fold cross-validation, grouped by subject"
     assert 0 <= metrics["roc_auc"] <= 1 and metrics["baseline"]["roc_auc"] == 0.5
     assert metrics["classes"] == ["F", "M"]
@@ -134,6 +143,19 @@ def test_three_class_models_fit_save_predict_and_evaluate(tmp_path, capsys, read
     assert main([str(a) for a in [*cv, "--readout", readout, *FAST]]) == 0
     metrics = json.loads((tmp_path / "cv" / "metrics.json").read_text())
     assert metrics["classes"] == ["AD", "CN", "MCI"] and 0 <= metrics["accuracy"] <= 1
+
+
+def test_a_typo_in_a_numeric_target_is_refused_not_taken_for_classes(cohort, tmp_path, capsys):
+    table = pd.read_csv(cohort)
+    table["age"] = table["age"].astype(object)
+    table.loc[3, "age"] = "forty"
+    typo = tmp_path / "typo.csv"
+    table.to_csv(typo, index=False)
+    argv = ["fit", "--data", typo, "--target", "age", "--out", tmp_path / "m.slm", *FAST]
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "numeric in 19 of 20 rows" in err and "line 5" in err and "'forty'" in err
+    assert "--task classification" in err and not (tmp_path / "m.slm").exists()
 
 
 def test_demo_fits_the_simulated_cohort_and_reports(capsys, tmp_path):
@@ -284,13 +306,13 @@ def test_evaluate_keeps_each_subject_on_one_side_and_compares_with_the_mean(
         return folds
 
     monkeypatch.setattr(cli, "_folds", recording)
-    argv = ["evaluate", "--data", table, "--target", "age", "--cv", "3"]
+    argv = ["evaluate", "--data", table, "--target", "age", "--cv", "3", "--json"]
     code = main([str(a) for a in [*argv, "--group-column", "subject", *FAST]])
     captured = capsys.readouterr()
     assert code == 0 and len(seen) == 3
     for train, test in seen:
         assert not {subjects[i] for i in train} & {subjects[i] for i in test}
-    metrics = json.loads(captured.out.strip().splitlines()[-1])
+    metrics = json.loads(captured.out)
     assert metrics["subjects"] == 6 and "baseline" in metrics
     # Random noise volumes carry no age: the command says the model learned nothing.
     assert "not better than the baseline" in captured.err
