@@ -254,7 +254,30 @@ def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any, n
     )
 
 
+#: Each loaded scan's place in the user's table (``cohort.where``), by path: errors
+#: raised below the command line name scans as ``X[i] (path)``, and the command
+#: reports them as the table line and participant instead.
+_WHERE: dict[str, str] = {}
+
+
+def _in_user_terms(message: str) -> str:
+    """``message`` with each ``X[i] (path)`` of a loaded scan replaced by its table line."""
+    import re
+
+    def place(match: re.Match) -> str:
+        where = _WHERE.get(match.group(1))
+        return f"{where}, {match.group(1)}" if where else match.group(0)
+
+    return re.sub(r"X\[\d+\] \(([^)]+)\)", place, message)
+
+
 def _load(args: argparse.Namespace, target: str | list[str]):
+    cohort = _read_cohort(args, target)
+    _WHERE.update(zip(cohort.paths, cohort.where))
+    return cohort
+
+
+def _read_cohort(args: argparse.Namespace, target: str | list[str]):
     from .data import load_cohort
 
     try:
@@ -497,7 +520,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         info = model_info(model_path)
         estimator = load_model(model_path)
     except (ValueError, TypeError) as exc:  # TypeError: an untrusted type in the file
-        raise UsageError(f"{model_path} is not a slicelearn model file: {exc}") from exc
+        message = str(exc)
+        if str(model_path) not in message:
+            message = f"{model_path} is not a slicelearn model file: {message}"
+        raise UsageError(message) from exc
     regression = info["task"] == "regression"
     target = info["metadata"].get("target", "target")
     try:  # the table's own target values, where it has them, go beside the predictions
@@ -554,6 +580,11 @@ def _folds(args: argparse.Namespace, regression: bool, y: np.ndarray, groups: li
     from .splits import grouped_folds
 
     n_groups = len(set(groups))
+    if args.cv < 2:
+        raise UsageError(
+            f"--cv {args.cv}: cross-validation needs at least 2 folds (each scan is "
+            "predicted by a model trained on the other folds)."
+        )
     if n_groups < args.cv:
         raise UsageError(f"--cv {args.cv} needs at least {args.cv} subjects; there are {n_groups}.")
     return grouped_folds(
@@ -949,6 +980,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``slicelearn`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    _WHERE.clear()
     if getattr(args, "n_subjects", 4) < 4:
         print("slicelearn: error: --n-subjects must be at least 4", file=sys.stderr)
         return 2
@@ -957,7 +989,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, FileNotFoundError, ValueError, ImportError) as exc:
         # Bad input (a missing scan, a malformed table, a wrong option value,
         # a missing optional extra): one line naming the problem, not a traceback.
-        print(f"slicelearn: error: {exc}", file=sys.stderr)
+        print(f"slicelearn: error: {_in_user_terms(str(exc))}", file=sys.stderr)
         return 2
 
 

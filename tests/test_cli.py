@@ -212,6 +212,10 @@ def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
         ),
         (("demo", "--n-subjects", "3"), "at least 4"),
         (
+            ("evaluate", "--data", cohort, "--target", "age", "--cv", "1", *FAST),
+            "--cv 1: cross-validation needs at least 2 folds",
+        ),
+        (
             (
                 "fit",
                 "--data",
@@ -233,6 +237,27 @@ def test_wrong_input_exits_with_code_2(cohort, tmp_path, capsys):
     for argv, message in cases:
         code, error = _exit_code_and_error(capsys, *argv)
         assert code == 2 and message in error, (argv, error)
+    code, error = _exit_code_and_error(
+        capsys, "predict", "--model", tmp_path / "junk.slm", "--data", cohort, "--out", table
+    )
+    assert error.count("not a slicelearn model file") == 1, error
+
+
+@pytest.mark.parametrize("grid", ["none", "mni152"])
+def test_a_broken_scan_is_named_by_its_table_line_and_participant(tmp_path, capsys, grid):
+    paths = write_scans(tmp_path, n=6, shape=(6, 34, 33))
+    with open(paths[4], "wb") as handle:
+        handle.write(b"\x1f\x8b truncated")
+    table = tmp_path / "cohort.csv"
+    ids = [f"sub-{i}" for i in range(6)]
+    pd.DataFrame({"participant_id": ids, "path": paths, "age": np.arange(6) * 10.0}).to_csv(
+        table, index=False
+    )
+    argv = ["fit", "--data", table, "--target", "age", "--out", tmp_path / "m.slm", *FAST]
+    argv += ["--grid", grid]  # the last --grid wins: scans read as they are, or resampled
+    code, error = _exit_code_and_error(capsys, *argv)
+    assert code == 2 and "line 6 (sub-4)" in error and paths[4] in error, error
+    assert "X[" not in error
     for argv in (["demo", "--pooling", "median"], ["demo", "--feature-grid", "0"], []):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
