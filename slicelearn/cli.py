@@ -343,7 +343,7 @@ def _count_through(fitted: Any, cohort, workers: int) -> None:
 
 
 def _print_result(args: argparse.Namespace, summary: str, metrics: dict) -> None:
-    """The summary on stdout; with ``--json``, the metrics alone on stdout, the summary on stderr."""
+    """The summary on stdout; with ``--json``, the metrics alone on stdout (summary on stderr)."""
     if getattr(args, "json", False):
         print(summary, file=sys.stderr)
         print(_dumps(metrics))
