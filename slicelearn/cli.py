@@ -724,8 +724,12 @@ def _progress_option(parser) -> None:
     )
 
 
-def _architecture_options(group) -> None:
-    """Encoder, pooling, position embedding and slice features: shared by every subcommand."""
+def _architecture_options(group, network_only: str = " (--readout network)") -> None:
+    """Encoder, pooling, position embedding and slice features: shared by every subcommand.
+
+    ``network_only`` marks the options that only the trained network reads
+    (empty for ``demo``, whose model is always the network).
+    """
     from .nn import POOLINGS, POSITION_EMBEDDINGS, list_encoders
 
     group.add_argument(
@@ -737,13 +741,13 @@ def _architecture_options(group) -> None:
         "--pooling",
         default=DEFAULTS["pooling"],
         choices=list(POOLINGS),
-        help="how the trained network combines its slices (--readout network)",
+        help=f"how the trained network combines its slices{network_only}",
     )
     group.add_argument(
         "--position-embedding",
         default=DEFAULTS["position_embedding"],
         choices=["none", *(p for p in POSITION_EMBEDDINGS if p is not None)],
-        help="slice-index embedding of the trained network (--readout network)",
+        help=f"slice-index embedding of the trained network{network_only}",
     )
     _feature_options(group)
 
@@ -854,7 +858,9 @@ def _preprocessing_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["registration"],
         choices=["none", "rigid", "affine"],
         help="registration to the template: rigid keeps head and brain size, affine scales "
-        "them to the template's; scans already on the template grid are not registered again",
+        "them to the template's, none only resamples the scan onto the template grid; a bare "
+        "--registration means affine; scans already on the template grid are not registered "
+        "again",
     )
     prep.add_argument(
         "--registration-backend",
@@ -867,7 +873,9 @@ def _preprocessing_options(parser: argparse.ArgumentParser) -> None:
     prep.add_argument(
         "--cache-dir",
         default="auto",
-        help="preprocessed-volume cache: auto ($SLICELEARN_DATA/cache), a folder, or none",
+        help="preprocessed-volume cache, shared by preprocess, evaluate, fit and predict: auto "
+        "(the data home's cache: $SLICELEARN_DATA/cache, or ~/slicelearn_data/cache when "
+        "SLICELEARN_DATA is unset), a folder, or none",
     )
 
 
@@ -893,7 +901,18 @@ def _data_options(parser: argparse.ArgumentParser, target: bool) -> None:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows every option's default, with the help text wrapped as written."""
+    """Shows an option's default where it has one that its help does not already state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.required
+            or action.default is None
+            or action.default is False
+            or ("default:" in text)
+        ):
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -969,7 +988,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", "fit and evaluate on a built-in simulated cohort")
     demo.add_argument("--n-subjects", type=int, default=240, help="simulated subjects")
     demo.add_argument("--max-epochs", type=int, default=100, help="training epochs")
-    _architecture_options(demo)
+    _architecture_options(demo, network_only="")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulation and training")
     demo.add_argument("--report", default="slicelearn-demo-report", help="report folder")
     _progress_option(demo)

@@ -264,6 +264,21 @@ def test_a_broken_scan_is_named_by_its_table_line_and_participant(tmp_path, caps
         assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize("command", ["fit", "evaluate", "predict", "preprocess", "demo"])
+def test_help_shows_defaults_only_where_they_exist(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # unwrapped
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert text.count("(default: when writing to a terminal)") <= 1
+    assert "(default: when writing to a terminal) (default:" not in text
+    if command == "demo":
+        assert "--readout" not in text  # demo has no such option
+    if command in ("fit", "evaluate", "preprocess"):
+        assert "~/slicelearn_data/cache when SLICELEARN_DATA is unset" in text
+        assert "a bare --registration means affine" in text
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

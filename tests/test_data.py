@@ -40,6 +40,12 @@ def test_non_finite_voxels_name_the_index():
         load_volumes(X)
 
 
+def test_a_list_of_volumes_of_different_shapes_names_the_odd_one():
+    volumes = [np.zeros((4, 5, 6), np.float32)] * 2 + [np.zeros((4, 5, 7), np.float32)]
+    with pytest.raises(ValueError, match=r"X\[2\] has shape \(4, 5, 7\), but X\[0\] has"):
+        load_volumes(volumes)
+
+
 def test_non_numeric_input_is_a_type_error():
     with pytest.raises(TypeError, match="numbers"):
         load_volumes(np.array([["a"]]))

@@ -242,6 +242,14 @@ def load_volumes(X: VolumeInput) -> np.ndarray:
     if len(X) == 0:
         raise ValueError("X is empty: no volumes were given.")
     if not is_image_list(X):
+        shapes = [np.shape(volume) for volume in X]
+        for index, shape in enumerate(shapes):
+            if shape != shapes[0]:
+                raise ValueError(
+                    f"X[{index}] has shape {shape}, but X[0] has {shapes[0]}: volumes in one "
+                    "array must share a shape. Resample them to one grid first (or pass NIfTI "
+                    "paths with preprocessing=VolumePreprocessor(), which does)."
+                )
         return check_volume_array(np.asarray(X))
     first = load_image(X[0], 0)
     volumes = np.empty((len(X), *first.shape), dtype=np.float32)
