@@ -532,6 +532,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except UsageError:
         cohort, truth = _load(args, []), None
     preprocessor = getattr(estimator, "preprocessor_", None)
+    _warn_about_other_software(model_path, info, preprocessor)
     if preprocessor is not None and preprocessor.mask is not None and not preprocessor.skull_strip:
         # The model was trained on given masks: these scans need theirs.
         if cohort.masks is None:
@@ -573,6 +574,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table.to_csv(args.out, index=False)
     print(f"Wrote {len(table)} predictions to {args.out}.")
     return 0
+
+
+def _warn_about_other_software(model_path: Path, info: dict, preprocessor: Any) -> None:
+    """Warn when this machine's preprocessing or network code differs from the model's."""
+    from .provenance import preprocessing_packages, preprocessing_provenance, version_differences
+
+    packages = ("slicelearn", "torch", "timm")
+    if preprocessor is not None:
+        packages = tuple(dict.fromkeys((*preprocessing_packages(preprocessor), *packages)))
+    differences = version_differences(info["versions"], packages)
+    recorded = info.get("preprocessing_provenance") or {}
+    template = recorded.get("template")
+    if template and preprocessor is not None:
+        here = preprocessing_provenance(preprocessor)["template"]
+        if here and here["sha256"] != template["sha256"]:
+            differences.append(
+                f"template {template['name']} {template['sha256'][:12]} there, "
+                f"{here['sha256'][:12]} here"
+            )
+    if differences:
+        print(
+            f"slicelearn: warning: {model_path} was made with other software than this "
+            f"machine runs ({'; '.join(differences)}): predictions can differ from what the "
+            "same scans gave there.",
+            file=sys.stderr,
+        )
 
 
 def _folds(args: argparse.Namespace, regression: bool, y: np.ndarray, groups: list[str]):
@@ -650,7 +677,23 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     )
     qc = str(Path(args.out) / "qc") if args.qc else None
     _preprocess_all(preprocessing, cohort, args.workers, qc)
+    _write_provenance(Path(args.out), preprocessing, cohort)
     return 0
+
+
+def _write_provenance(folder: Path, preprocessing: Any, cohort) -> None:
+    """``provenance.json``: what preprocessed these scans, as a model file records it."""
+    from ._files import write_atomic
+    from .provenance import preprocessing_provenance
+
+    record = {
+        **preprocessing_provenance(clone(preprocessing).fit(cohort.paths)),
+        "scans": len(cohort.paths),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=1).encode()
+    write_atomic(folder / "provenance.json", lambda handle: handle.write(text))
+    print(f"Provenance: {folder / 'provenance.json'}", file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

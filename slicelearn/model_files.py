@@ -177,18 +177,9 @@ def _decode(value: Any, trusted: frozenset[str]) -> Any:
 
 
 def _versions() -> dict[str, str]:
-    import sklearn
-    import skorch
+    from .provenance import software_versions
 
-    from . import __version__
-
-    return {
-        "slicelearn": __version__,
-        "torch": torch.__version__,
-        "skorch": skorch.__version__,
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-    }
+    return software_versions()
 
 
 def save_model(
@@ -258,6 +249,11 @@ def save_model(
         fitted["preprocessor_output_shape_"] = _encode(
             preprocessor.output_shape_, "preprocessor_.output_shape_"
         )
+    provenance = None
+    if preprocessor is not None:
+        from .provenance import preprocessing_provenance
+
+        provenance = preprocessing_provenance(preprocessor)
     config = {
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
@@ -266,6 +262,7 @@ def save_model(
         "fitted": fitted,
         "history": [] if readout else _encode(list(estimator.history), "history"),
         "versions": _versions(),
+        "preprocessing_provenance": provenance,
         "metadata": _encode(dict(metadata or {}), "metadata"),
     }
     if readout:
@@ -322,7 +319,10 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
         ``"class"`` (the estimator's import name), ``"task"``
         (``"regression"`` or ``"classification"``), ``"classes"`` (a
         classifier's labels, else ``None``), ``"versions"`` (of the libraries
-        that saved it) and ``"metadata"`` (as given to :func:`save_model`).
+        that saved it), ``"preprocessing_provenance"`` (the software, template
+        and parameters that preprocessed the training scans, see
+        :func:`slicelearn.provenance.preprocessing_provenance`; ``None``
+        without preprocessing) and ``"metadata"`` (as given to :func:`save_model`).
 
     Raises
     ------
@@ -337,6 +337,7 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
         "task": "regression" if regression else "classification",
         "classes": None if classes is None else _decode(classes, frozenset()).tolist(),
         "versions": dict(config.get("versions", {})),
+        "preprocessing_provenance": config.get("preprocessing_provenance"),
         "metadata": _decode(config.get("metadata", {"__dict__": {}}), frozenset()),
     }
 

@@ -52,8 +52,19 @@ def qc_measures(
     return {
         "dice_template_brain": round(dice, 4),
         "correlation_template": round(correlation, 4),
-        "brain_ml": round(float(brain.sum()) * voxel_ml, 1),  # after registration
+        # On the template grid, after registration: an affine one scales every
+        # brain to the template's size, so this is not the subject's brain volume.
+        "brain_ml_template_grid": round(float(brain.sum()) * voxel_ml, 1),
     }
+
+
+def _brain_volume_text(measures: dict[str, float]) -> str:
+    """The brain volume for people: in the scan's own space where it is known."""
+    native = measures.get("brain_ml_native", np.nan)
+    grid = f"{measures['brain_ml_template_grid']:.0f} ml on the template grid after registration"
+    if np.isfinite(native):
+        return f"brain {native:.0f} ml in the scan's own space ({grid})"
+    return f"brain {grid}"
 
 
 def _flags(values: np.ndarray, floor: float) -> np.ndarray:
@@ -85,15 +96,15 @@ def _picture(volume, template_mask, masked: bool, title: str, path: Path) -> Non
         outline = np.take(template_mask, centre[dim], axis=dim).T
         shown = np.ma.masked_where(image == 0, image) if masked else image
         ax.imshow(shown, cmap=cmap, origin="lower", vmin=low, vmax=high)
-        ax.contour(outline, levels=[0.5], colors="cyan", linewidths=0.8)
+        ax.contour(outline, levels=[0.5], colors="cyan", linewidths=1.0)
         if masked:
-            ax.contour(image != 0, levels=[0.5], colors="red", linewidths=0.6)
+            ax.contour(image != 0, levels=[0.5], colors="#ff2a2a", linewidths=1.6)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
-    fig.text(0.01, 0.02, "cyan: template brain outline; red: this scan's brain mask", fontsize=7)
+    fig.text(0.01, 0.02, "cyan: template brain outline; red: this scan's brain mask", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -152,10 +163,11 @@ def write_qc(
         volume = preprocessor.load(path, index)
         picture = f"{index:04d}_{_safe_name(scan_id)}.png"
         measures = qc_measures(volume, template, template_mask, voxel_ml)
+        native = preprocessor.native_measures(path).get("native_brain_ml")
+        measures["brain_ml_native"] = np.nan if native is None else native
         title = (
             f"{scan_id}: Dice with template brain {measures['dice_template_brain']:.3f}, "
-            f"correlation {measures['correlation_template']:.2f}, "
-            f"brain {measures['brain_ml']:.0f} ml on the template grid"
+            f"correlation {measures['correlation_template']:.2f}, " + _brain_volume_text(measures)
         )
         _picture(volume, template_mask, masked, title, folder / picture)
         rows.append({"id": scan_id, "path": path, **measures, "picture": picture})
@@ -185,7 +197,8 @@ def _index_page(path: Path, table) -> None:
             f'<img src="{html.escape(row.picture)}" alt="{html.escape(row.id)}">'
             f"<p><b>{html.escape(row.id)}</b> &middot; <span style='color:{colour}'>{status}"
             f"</span><br>Dice with template brain {row.dice_template_brain:.3f}, "
-            f"correlation {row.correlation_template:.3f}, brain {row.brain_ml:.0f} ml</p></div>"
+            f"correlation {row.correlation_template:.3f}, "
+            f"{html.escape(_brain_volume_text(row._asdict()))}</p></div>"
         )
     flagged = int(table["flagged"].sum())
     path.write_text(

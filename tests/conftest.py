@@ -87,11 +87,11 @@ def count_preprocess(monkeypatch):
     from slicelearn.data import VolumePreprocessor
 
     calls = []
-    original = VolumePreprocessor.preprocess
+    original = VolumePreprocessor._preprocess
 
-    def counting(self, item, index=0):
+    def counting(self, item, index):
         calls.append(str(item))
         return original(self, item, index)
 
-    monkeypatch.setattr(VolumePreprocessor, "preprocess", counting)
+    monkeypatch.setattr(VolumePreprocessor, "_preprocess", counting)
     return calls

@@ -379,6 +379,39 @@ def test_the_readme_sequence_preprocesses_each_scan_once(
     assert len(count_preprocess) == 8  # evaluate found every scan in the cache
     assert "8 of 8 scans cached" in capsys.readouterr().err
     assert (tmp_path / "home" / "cache").is_dir()
+    # preprocess wrote what preprocessed the scans, as a model file records it.
+    provenance = json.loads((tmp_path / "prep" / "provenance.json").read_text())
+    assert provenance["software"]["nilearn"] and provenance["template"]["name"] == "mni152"
+    assert len(provenance["template"]["sha256"]) == 64 and provenance["scans"] == 8
+    assert provenance["parameters"]["registration"] is None
+
+
+def test_model_files_record_provenance_and_predict_warns_when_software_differs(
+    cohort, tmp_path, capsys, monkeypatch
+):
+    import slicelearn.provenance as provenance
+
+    model = tmp_path / "m.slm"
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", model, *FAST]
+    assert main([str(a) for a in [*argv, "--grid", "mni152"]]) == 0
+    info = model_info(model)
+    assert {"slicelearn", "torch", "deepbet", "antspyx", "nilearn"} <= set(info["versions"])
+    recorded = info["preprocessing_provenance"]
+    assert recorded["template"]["name"] == "mni152" and recorded["parameters"]["target"] == "mni152"
+    out = tmp_path / "p.csv"
+    predict = ["predict", "--model", str(model), "--data", str(cohort), "--out", str(out)]
+    capsys.readouterr()
+    assert main(predict) == 0
+    assert "other software" not in capsys.readouterr().err  # same machine, same software
+    real = provenance.software_versions
+    monkeypatch.setattr(
+        provenance,
+        "software_versions",
+        lambda packages=provenance.PACKAGES: {**real(packages), "nilearn": "0.0.1"},
+    )
+    assert main(predict) == 0
+    err = capsys.readouterr().err
+    assert f"nilearn {info['versions']['nilearn']} there, 0.0.1 here" in err
 
 
 def test_preprocess_writes_qc_pictures_measures_and_page(tmp_path, capsys):
@@ -405,6 +438,8 @@ def test_preprocess_writes_qc_pictures_measures_and_page(tmp_path, capsys):
     assert qc["id"].tolist() == [f"sub-{i}" for i in range(5)]
     assert qc["flagged"].tolist() == [False, False, False, False, True]
     assert qc.loc[0, "correlation_template"] > 0.99
+    # Without a brain mask there is no brain volume in the scan's own space.
+    assert qc["brain_ml_native"].isna().all() and (qc["brain_ml_template_grid"] > 0).all()
     for picture in qc["picture"]:
         assert (tmp_path / "prep" / "qc" / picture).stat().st_size > 0
     page = (tmp_path / "prep" / "qc" / "index.html").read_text()

@@ -147,7 +147,12 @@ def test_command_line_on_five_raw_scans(tmp_path):
     assert main([str(a) for a in [*fit, *argv, "--report", tmp_path / "report"]]) == 0
     qc = pd.read_csv(tmp_path / "qc" / "qc.csv")
     assert len(qc) == 5 and (qc["dice_template_brain"] > 0.9).all()
-    assert (tmp_path / "qc" / "index.html").is_file()
+    # The brain in the scan's own space (deepbet's mask): adult brains, 0.9 to 1.9 L.
+    assert qc["brain_ml_native"].between(900, 1900).all(), qc["brain_ml_native"]
+    page = (tmp_path / "qc" / "index.html").read_text()
+    assert (
+        "ml in the scan's own space" in page and "on the template grid after registration" in page
+    )
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert "skull-stripped (deepbet), affine registration" in metrics["preprocessing"]
     out = tmp_path / "predicted.csv"

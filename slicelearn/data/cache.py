@@ -71,8 +71,15 @@ class VolumeCache:
             self._verified.add(key)
         return np.asarray(array, dtype=np.float32)
 
-    def put(self, key: str, volume: np.ndarray, dtype: str = "float16", source: str = "") -> None:
-        """Store ``volume`` under ``key`` atomically."""
+    def put(
+        self,
+        key: str,
+        volume: np.ndarray,
+        dtype: str = "float16",
+        source: str = "",
+        measures: dict[str, float] | None = None,
+    ) -> None:
+        """Store ``volume`` under ``key`` atomically, with ``measures`` of its source."""
         array_path, meta_path = self._paths(key)
         array_path.parent.mkdir(parents=True, exist_ok=True)
         stored = np.ascontiguousarray(volume, dtype=dtype)
@@ -81,6 +88,7 @@ class VolumeCache:
             "dtype": str(stored.dtype),
             "crc32": zlib.crc32(stored.tobytes()),
             "source": source,
+            "measures": dict(measures or {}),
         }
         write_atomic(array_path, lambda handle: np.save(handle, stored, allow_pickle=False))
         write_atomic(meta_path, lambda handle: handle.write(json.dumps(meta).encode()))
@@ -97,6 +105,14 @@ class VolumeCache:
         self.put(key, volume, dtype=dtype, source=source)
         # Return what a later read will return, so epochs see identical inputs.
         return np.asarray(volume, dtype=dtype).astype(np.float32)
+
+    def measures(self, key: str) -> dict[str, float]:
+        """The measures stored with ``key``'s volume (empty when none or absent)."""
+        try:
+            meta = json.loads(self._paths(key)[1].read_text())
+        except (OSError, ValueError):
+            return {}
+        return dict(meta.get("measures") or {})
 
     def __contains__(self, key: str) -> bool:
         """Whether an entry for ``key`` is written (:meth:`get` still verifies it)."""

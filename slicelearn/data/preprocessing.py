@@ -369,6 +369,10 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         FileNotFoundError, ValueError
             Naming ``X[index]`` and its file.
         """
+        return self._preprocess(item, index)[0]
+
+    def _preprocess(self, item: ImageLike, index: int) -> tuple[np.ndarray, dict[str, float]]:
+        """The preprocessed volume, and measures of the scan in its own space."""
         self._check_fitted()
         from nilearn import image as nimage
 
@@ -383,6 +387,11 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             from .skullstrip import brain_mask
 
             subject_mask = brain_mask(scan, self.skull_strip, index=index)
+        measures = {}
+        if subject_mask is not None:
+            voxel_ml = abs(float(np.linalg.det(subject_mask.affine[:3, :3]))) / 1000
+            native = np.asarray(subject_mask.dataobj) > 0.5
+            measures["native_brain_ml"] = round(float(native.sum()) * voxel_ml, 1)
         if self.registration and not self._on_target_grid(scan):
             from .registration import register
 
@@ -433,7 +442,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             mask = mask[self.crop_box_]
         if not volume.any():
             raise ValueError(f"{where} is all zeros after preprocessing (mask outside the scan?).")
-        return self._normalize(volume, mask)
+        return self._normalize(volume, mask), measures
 
     def _on_target_grid(self, scan: nib.spatialimages.SpatialImage) -> bool:
         """Whether ``scan`` already lies on the target grid (registered before)."""
@@ -507,12 +516,23 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         if not os.path.isfile(item):
             raise FileNotFoundError(f"{describe_item(item, index)}: no such file.")
         key = self._cache_key(item)
-        return cache.get_or_create(
-            key,
-            lambda: self.preprocess(item, index),
-            dtype=self.cache_dtype,
-            source=os.fspath(item),
-        )
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        volume, measures = self._preprocess(item, index)
+        cache.put(key, volume, dtype=self.cache_dtype, source=os.fspath(item), measures=measures)
+        # Return what a later read will return, so epochs see identical inputs.
+        return np.asarray(volume, dtype=self.cache_dtype).astype(np.float32)
+
+    def native_measures(self, item: ImageLike) -> dict[str, float]:
+        """Measures of a cached scan in its own space, e.g. ``native_brain_ml``.
+
+        Recorded when the scan was preprocessed into the cache with a brain
+        mask (skull stripping or a given mask); empty otherwise.
+        """
+        if not self.is_cached(item):
+            return {}
+        return self._cache.measures(self._cache_key(item))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
