@@ -5,8 +5,8 @@ on the sagittal slices, a position embedding, a pooling and the MLP head
 (``SliceCNNRegressor(freeze_encoder=False)``), with the speed levers of
 ``benchmarks/finetune_speed.py`` (slices sampled per step, the volumes cut to
 the brain's box, a cosine learning-rate schedule over a fixed number of
-epochs). The recipe is fixed before any fold runs (``RECIPE``); nothing here
-is chosen by the scores it writes.
+epochs): ``slicelearn.presets.FULL_FINE_TUNING``, fixed before any fold ran.
+Nothing here is chosen by the scores it writes.
 
 On the same folds (``KFold(5, shuffle=True, random_state=seed)``, the folds
 of the ridge readout's repeats in ``docs/results.md``), beside it:
@@ -42,22 +42,14 @@ from pathlib import Path
 
 import numpy as np
 
+from slicelearn.presets import FULL_FINE_TUNING, full_fine_tuning
+
 IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
 ROUTE = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy").expanduser()
 
-#: The fine-tuning recipe, fixed before the grid ran.
-RECIPE = dict(
-    encoder="efficientnet_lite0",
-    weights="imagenet",
-    freeze_encoder=False,
-    pooling="mean",
-    position_embedding="sinusoidal",
-    train_slices=16,
-    crop_to_content=True,
-    lr=3e-4,
-    max_epochs=12,
-    batch_size=4,
-)
+#: The fine-tuning recipe (``slicelearn.presets.FULL_FINE_TUNING``), fixed before
+#: the grid ran; each row's key records it.
+RECIPE = dict(FULL_FINE_TUNING)
 
 #: The paper's ablations, each one change to the recipe (run on one seed).
 ABLATIONS = {
@@ -70,20 +62,11 @@ ABLATIONS = {
 
 def fine_tuned(seed: int, threads: int, **changes):
     import torch
-    from skorch.callbacks import LRScheduler
 
     from slicelearn import SliceCNNRegressor
 
     torch.set_num_threads(threads)
-    params = {**RECIPE, **changes}
-    schedule = LRScheduler(policy="CosineAnnealingLR", T_max=params["max_epochs"])
-    return SliceCNNRegressor(
-        **params,
-        train_split=None,
-        callbacks=[("lr_schedule", schedule)],
-        random_state=seed,
-        verbose=0,
-    )
+    return SliceCNNRegressor(**full_fine_tuning(**changes), random_state=seed, verbose=0)
 
 
 def ridge_readout():
