@@ -22,6 +22,7 @@ from sklearn.base import clone
 
 from . import __version__
 from ._progress import Progress
+from .presets import FULL_FINE_TUNING
 
 __all__ = ["build_parser", "main"]
 
@@ -42,7 +43,13 @@ DEFAULTS = {
     "registration": "affine",
     "registration_backend": "ants",
     "input_smoothing": 1.0,
-    # The trained network (--readout network):
+}
+
+#: --readout network with its encoder frozen (the default --freeze-encoder):
+#: a pooling, position embedding and head trained on cached slice features.
+#: With --no-freeze-encoder, full fine-tuning takes
+#: :data:`slicelearn.presets.FULL_FINE_TUNING` instead.
+NETWORK_DEFAULTS = {
     "pooling": "mean",
     "position_embedding": "none",
     "lr": 1e-3,
@@ -222,36 +229,67 @@ def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any, n
     if len(axes) > 1:
         raise UsageError("--readout network takes one --axis; several axes need --readout ridge.")
     kind = SliceCNNRegressor if regression else SliceCNNClassifier
-    split = {}
-    if n_scans < SMALL_COHORT:
-        split = {"train_split": None}
-        print(
-            f"slicelearn: {n_scans} scans are too few for a validation split to choose an "
-            f"epoch (under {SMALL_COHORT}): the network trains for all {args.max_epochs} "
-            "epochs on every training scan.",
-            file=sys.stderr,
-        )
+    settings = _network_settings(args, n_scans)
+    callbacks = settings.pop("callbacks", None) or []
     return kind(
-        **split,
+        **settings,
         encoder=args.encoder,
         weights=weights,
-        freeze_encoder=args.freeze_encoder,
-        pooling=args.pooling,
-        position_embedding=None if args.position_embedding == "none" else args.position_embedding,
         axis=axes[0],
-        **_features(args),
         preprocessing=preprocessing,
-        lr=args.lr,
-        max_epochs=args.max_epochs,
-        batch_size=args.batch_size,
         random_state=args.seed,
         verbose=1 if args.verbose else 0,
-        callbacks=_progress(args.progress),
+        callbacks=[*callbacks, *_progress(args.progress)],
         # Training reads through iterator_train; prediction, validation and the
         # frozen encoder's one feature pass read through iterator_valid.
         iterator_train__num_workers=args.workers,
         iterator_valid__num_workers=args.workers,
     )
+
+
+def _network_settings(args: argparse.Namespace, n_scans: int) -> dict[str, Any]:
+    """Training settings of --readout network: the frozen encoder's, or full fine-tuning's.
+
+    Options the user gave win; the others come from the route's recipe
+    (:data:`NETWORK_DEFAULTS`, or :data:`slicelearn.presets.FULL_FINE_TUNING`).
+    """
+    from .presets import full_fine_tuning
+
+    given = {
+        "pooling": args.pooling,
+        "position_embedding": args.position_embedding,
+        "lr": args.lr,
+        "max_epochs": args.max_epochs,
+        "batch_size": args.batch_size,
+        "train_slices": args.train_slices,
+        "crop_to_content": args.crop_to_brain,
+    }
+    given = {name: value for name, value in given.items() if value is not None}
+    if "position_embedding" in given and given["position_embedding"] == "none":
+        given["position_embedding"] = None
+    if not args.freeze_encoder:
+        # The recipe's features (the whole encoder) unless asked otherwise.
+        features = _features(args)
+        if args.feature_layer != "auto":
+            given["feature_layer"] = features["feature_layer"]
+        if args.feature_grid != "auto":
+            given["feature_grid"] = features["feature_grid"]
+        recipe = full_fine_tuning(**given)
+        for name in ("encoder", "weights"):  # the command line's own options say these
+            recipe.pop(name)
+        return recipe
+    settings = {**NETWORK_DEFAULTS, **_features(args), **given, "freeze_encoder": True}
+    if settings["position_embedding"] == "none":
+        settings["position_embedding"] = None
+    if n_scans < SMALL_COHORT:
+        settings["train_split"] = None
+        print(
+            f"slicelearn: {n_scans} scans are too few for a validation split to choose an "
+            f"epoch (under {SMALL_COHORT}): the network trains for all "
+            f"{settings['max_epochs']} epochs on every training scan.",
+            file=sys.stderr,
+        )
+    return settings
 
 
 #: Each loaded scan's place in the user's table (``cohort.where``), by path: errors
@@ -703,6 +741,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .report import regression_metrics, write_report
 
     start = time.perf_counter()
+    args.pooling = args.pooling or NETWORK_DEFAULTS["pooling"]
+    args.position_embedding = args.position_embedding or NETWORK_DEFAULTS["position_embedding"]
     X, _, labels = make_atrophy_cohort(
         args.n_subjects, voxel_size=4, return_arrays=True, random_state=args.seed
     )
@@ -782,15 +822,20 @@ def _architecture_options(group, network_only: str = " (--readout network)") -> 
     )
     group.add_argument(
         "--pooling",
-        default=DEFAULTS["pooling"],
+        default=None,
         choices=list(POOLINGS),
-        help=f"how the trained network combines its slices{network_only}",
+        help=f"how the trained network combines its slices{network_only} (default: "
+        f"{NETWORK_DEFAULTS['pooling']})",
     )
+    fine_tuning = ""
+    if network_only:
+        fine_tuning = f", {FULL_FINE_TUNING['position_embedding']} when fine-tuning"
     group.add_argument(
         "--position-embedding",
-        default=DEFAULTS["position_embedding"],
+        default=None,
         choices=["none", *(p for p in POSITION_EMBEDDINGS if p is not None)],
-        help=f"slice-index embedding of the trained network{network_only}",
+        help=f"slice-index embedding of the trained network{network_only} (default: "
+        f"{NETWORK_DEFAULTS['position_embedding']}{fine_tuning})",
     )
     _feature_options(group)
 
@@ -839,7 +884,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         "--freeze-encoder",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="keep the encoder fixed (slice features are computed once; --readout network)",
+        help="keep the encoder fixed (slice features are computed once; --readout network); "
+        "--no-freeze-encoder fine-tunes every weight (the paper's model; "
+        "slicelearn.presets.FULL_FINE_TUNING)",
     )
     group.add_argument(
         "--axis",
@@ -858,17 +905,43 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         "strongly to sharpness: unsmoothed, a half-voxel resampling of the test scans "
         "raised the IXI MAE from 6.4 to 18.8 years; with 1, to 6.8. 0 turns it off",
     )
+    fine = FULL_FINE_TUNING
     group.add_argument(
-        "--lr", type=float, default=DEFAULTS["lr"], help="learning rate (--readout network)"
+        "--lr",
+        type=float,
+        default=None,
+        help=f"learning rate (--readout network; default: {NETWORK_DEFAULTS['lr']:g} with a "
+        f"frozen encoder, {fine['lr']:g} with a cosine schedule when fine-tuning)",
     )
     group.add_argument(
         "--max-epochs",
         type=int,
-        default=DEFAULTS["max_epochs"],
-        help="training epochs (--readout network)",
+        default=None,
+        help=f"training epochs (--readout network; default: {NETWORK_DEFAULTS['max_epochs']} "
+        f"with a frozen encoder, {fine['max_epochs']} when fine-tuning)",
     )
     group.add_argument(
-        "--batch-size", type=int, default=DEFAULTS["batch_size"], help="volumes per batch"
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"volumes per batch (--readout network; default: "
+        f"{NETWORK_DEFAULTS['batch_size']} with a frozen encoder, {fine['batch_size']} when "
+        "fine-tuning)",
+    )
+    group.add_argument(
+        "--train-slices",
+        type=int,
+        default=None,
+        help="slices of each volume encoded per training step, drawn at random; prediction "
+        f"uses all (--readout network; default: {fine['train_slices']} when fine-tuning, "
+        "all with a frozen encoder)",
+    )
+    group.add_argument(
+        "--crop-to-brain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="cut every volume to the box that holds the brain in the training scans "
+        "(--readout network; default: on when fine-tuning, off with a frozen encoder)",
     )
     group.add_argument("--seed", type=int, default=0, help="seed of training and of the CV folds")
     group.add_argument(

@@ -16,6 +16,8 @@ FULL_FINE_TUNING: dict[str, Any] = {
     "encoder": "efficientnet_lite0",
     "weights": "imagenet",
     "freeze_encoder": False,
+    "feature_layer": None,
+    "feature_grid": 1,
     "pooling": "mean",
     "position_embedding": "sinusoidal",
     "train_slices": 16,

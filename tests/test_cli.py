@@ -279,6 +279,32 @@ def test_help_shows_defaults_only_where_they_exist(command, capsys):
         assert "a bare --registration means affine" in text
 
 
+def test_no_freeze_encoder_is_full_fine_tuning_with_its_recipe(cohort, tmp_path):
+    from slicelearn.cli import _estimator
+    from slicelearn.presets import FULL_FINE_TUNING
+
+    base = ["fit", "--data", "x", "--target", "age", "--out", "m", "--readout", "network"]
+    estimator = _estimator(build_parser().parse_args([*base, "--no-freeze-encoder"]), True, None, 9)
+    for name in ("lr", "max_epochs", "batch_size", "train_slices", "crop_to_content", "pooling"):
+        assert getattr(estimator, name) == FULL_FINE_TUNING[name], name
+    assert estimator.freeze_encoder is False and estimator.feature_layer is None
+    assert estimator.position_embedding == "sinusoidal" and estimator.train_split is None
+    assert dict(estimator.callbacks)["lr_schedule"].T_max == FULL_FINE_TUNING["max_epochs"]
+    # Options the user gives win over the recipe; the frozen route keeps its own settings.
+    given = [*base, "--no-freeze-encoder", "--lr", "0.01", "--train-slices", "3"]
+    estimator = _estimator(build_parser().parse_args(given), True, None, 9)
+    assert estimator.lr == 0.01 and estimator.train_slices == 3
+    frozen = _estimator(build_parser().parse_args(base), True, None, 9)
+    assert frozen.freeze_encoder is True and frozen.train_slices is None
+    assert frozen.lr == 1e-3 and not frozen.crop_to_content
+    # And it trains and saves from the command line.
+    model = tmp_path / "ft.slm"
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--readout", "network"]
+    tiny = ["--no-freeze-encoder", "--encoder", "cnn2d", "--weights", "none", "--train-slices", "2"]
+    assert main([str(a) for a in [*argv, *tiny, *FAST]]) == 0
+    assert model_info(model)["task"] == "regression"
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
