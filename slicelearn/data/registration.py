@@ -1,20 +1,27 @@
-"""Rigid or affine registration of a scan to the template: dipy (default) or antspyx.
+"""Rigid or affine registration of a scan to the template: dipy or antspyx (ANTs).
 
 Both libraries were measured on 10 IXI scans (``docs/registration_choice.md``):
 
-- **dipy** (default; ``pip install 'slicelearn[registration]'``): dense mutual
-  information with the template's brain mask as the fixed-image mask. It
-  registers whole-head scans (skull and neck on) to the skull-stripped
+- **dipy** (the default of :func:`register` and ``VolumePreprocessor``;
+  ``pip install 'slicelearn[registration]'``): dense mutual information with
+  the template's brain mask as the fixed-image mask. It registers whole-head
+  scans (skull and neck on) to the skull-stripped
   template with Dice >= 0.93 on every subject, gives the same result on every
   run, and takes about 35-40 s per scan on 2 cores.
-- **antspyx** (``backend="ants"``; ``pip install antspyx``): about 4 s per
-  scan and Dice 0.94-0.95 when the scan is brain-extracted first (a
-  per-subject mask), but poor on whole-head scans (median Dice 0.72) and not
-  reproducible run to run with several threads. It also caps numpy and scipy.
+- **antspyx** (``backend="ants"``; ``pip install antspyx``; the command
+  line's default): Dice 0.94-0.95 when the scan is brain-extracted first (a
+  per-subject mask), but poor on whole-head scans (median Dice 0.72). It is
+  made reproducible bit for bit here: a fixed nonzero sampling seed (ANTs
+  seeds from the clock when given 0) and one ITK thread per process, so
+  parallelism comes from preprocessing several scans at once. With several
+  ITK threads, the same scan registered twice gave different volumes.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Callable
 
 import nibabel as nib
@@ -67,7 +74,8 @@ def register(
         it, which is what lets a whole-head scan match a brain-only template.
     backend : {"dipy", "ants"}, default="dipy"
     seed : int, default=0
-        Seed of ANTs' random sampling (dipy's dense metric needs none).
+        Seed of ANTs' random sampling (dipy's dense metric needs none); the
+        same seed gives the same result bit for bit.
 
     Returns
     -------
@@ -133,7 +141,23 @@ def _ants_image(ants, data, affine):
     return ants.from_nibabel_nifti(image)
 
 
+#: ITK reads its thread count once, when a process first uses it: one thread
+#: makes ANTs' registration reproducible bit for bit.
+_ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
+
+
 def _ants_transform(moving, moving_affine, template, seed, transform) -> Apply:
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}.")
+    if "ants" in sys.modules and os.environ.get(_ITK_THREADS) != "1":
+        warnings.warn(
+            "antspyx was imported before slicelearn set ITK to one thread: ANTs "
+            "registration in this process may not be reproducible run to run. Set "
+            f"{_ITK_THREADS}=1 before importing ants.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    os.environ[_ITK_THREADS] = "1"
     try:
         import ants
     except ImportError as exc:
@@ -142,7 +166,7 @@ def _ants_transform(moving, moving_affine, template, seed, transform) -> Apply:
         ) from exc
     fixed = _ants_image(ants, template.get_fdata(), template.affine)
     previous_seed = getattr(ants.config, "_random_seed", None)
-    ants.config._random_seed = seed
+    ants.config._random_seed = seed + 1  # ANTs takes 0 as "seed from the clock"
     try:
         result = ants.registration(
             fixed,
