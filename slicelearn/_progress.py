@@ -1,9 +1,12 @@
-"""Progress lines on stderr for the command line: counts, elapsed time, time left."""
+"""Progress lines on stderr: counts, elapsed time, time left; silent unless asked for."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TextIO
 
 
@@ -71,3 +74,32 @@ class Progress:
         if self._open:
             print(file=self.stream, flush=True)
             self._open = False
+
+
+_REPORTING: ContextVar[bool] = ContextVar("slicelearn_progress", default=False)
+
+
+@contextmanager
+def reporting(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, long library steps (encoding, prediction) report progress on stderr.
+
+    The library is silent by default; the command line turns this on.
+    """
+    token = _REPORTING.set(enabled)
+    try:
+        yield
+    finally:
+        _REPORTING.reset(token)
+
+
+class _Silent:
+    def update(self, done: int, what: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(label: str, total: int) -> Progress | _Silent:
+    """A :class:`Progress` inside :func:`reporting`, else one that prints nothing."""
+    return Progress(label, total) if _REPORTING.get() else _Silent()

@@ -92,6 +92,27 @@ class RankZeroPrintLog(PrintLog):
             print_on_rank_zero(text, flush=True)
 
 
+class EpochProgress(Callback):
+    """A progress line per training epoch on stderr: epochs done, time spent, time left.
+
+    For logs and pipes, where skorch's ``ProgressBar`` would redraw a bar.
+    """
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs) -> None:
+        from ._progress import Progress
+
+        self.start_epoch_ = len(net.history)
+        self.progress_ = Progress("training epoch", net.max_epochs)
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        loss = net.history[-1].get("train_loss")
+        what = "" if loss is None else f"training loss {loss:.4g}"
+        self.progress_.update(len(net.history) - self.start_epoch_, what)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs) -> None:
+        self.progress_.close()
+
+
 class TrainingCheckpoint(Callback):
     """Write the training state after every epoch, and let ``fit`` resume from it.
 

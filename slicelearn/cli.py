@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import clone
 
 from . import __version__
-from ._progress import Progress
+from ._progress import progress, reporting
 from .presets import FULL_FINE_TUNING
 
 __all__ = ["build_parser", "main"]
@@ -100,8 +100,13 @@ def _refuse_mostly_numeric(y: np.ndarray, where: Sequence[str]) -> None:
 
 
 def _progress(enabled: bool) -> list:
+    """Training progress: skorch's bar on a terminal, a line per epoch elsewhere."""
     if not enabled:
         return []
+    if not sys.stderr.isatty():
+        from .callbacks import EpochProgress
+
+        return [("progress", EpochProgress())]
     from skorch.callbacks import ProgressBar
 
     return [("progress", ProgressBar())]
@@ -374,10 +379,10 @@ def _count_through(fitted: Any, cohort, workers: int) -> None:
         return
     volumes = Subset(VolumeDataset(fitted.transform(cohort.paths)), missing)
     loader = DataLoader(volumes, batch_size=None, num_workers=workers)
-    progress = Progress("preprocessing", len(missing))
+    counter = progress("preprocessing", len(missing))
     for done, (index, _) in enumerate(zip(missing, loader), start=1):
-        progress.update(done, cohort.ids[index])
-    progress.close()
+        counter.update(done, cohort.ids[index])
+    counter.close()
 
 
 def _print_result(args: argparse.Namespace, summary: str, metrics: dict) -> None:
@@ -581,6 +586,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if preprocessor is not None and cohort.masks is not None:
         preprocessor.set_params(mask=dict(zip(cohort.paths, cohort.masks)))
         preprocessor.fit(cohort.paths)
+    if preprocessor is not None:
+        _preprocess_all(preprocessor, cohort, args.workers)
     ranges = info["metadata"].get("training_scans")
     if ranges:
         for scan_id, path in zip(cohort.ids, cohort.paths):
@@ -657,6 +664,22 @@ def _folds(args: argparse.Namespace, regression: bool, y: np.ndarray, groups: li
     )
 
 
+def _cross_validated(estimator, paths: list[str], y: np.ndarray, folds, method: str, groups):
+    """Each scan's prediction by the model fitted on the other folds; a line per fold."""
+    counter = progress("cross-validation fold", len(folds))
+    parts = []
+    for number, (train, test) in enumerate(folds, start=1):
+        fitted = clone(estimator).fit([paths[i] for i in train], y[train], groups=groups[train])
+        parts.append((test, getattr(fitted, method)([paths[i] for i in test])))
+        counter.update(number, f"{len(train)} scans trained, {len(test)} predicted")
+    counter.close()
+    first = parts[0][1]
+    prediction = np.empty((len(y), *first.shape[1:]), dtype=first.dtype)
+    for test, part in parts:
+        prediction[test] = part
+    return prediction
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.model_selection import cross_val_predict
@@ -669,9 +692,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     method = "predict" if regression else "predict_proba"
     groups = np.asarray(cohort.groups)
-    prediction = cross_val_predict(
-        estimator, cohort.paths, y, cv=folds, method=method, params={"groups": groups}
-    )
+    prediction = _cross_validated(estimator, cohort.paths, y, folds, method, groups)
     dummy = DummyRegressor() if regression else DummyClassifier(strategy="prior")
     baseline_prediction = cross_val_predict(
         dummy, np.zeros((len(y), 1)), y, cv=folds, method=method
@@ -802,8 +823,9 @@ def _progress_option(parser) -> None:
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
-        default=sys.stderr.isatty(),
-        help="progress bars of training (default: when writing to a terminal)",
+        default=True,
+        help="progress on stderr of every long step: preprocessing, encoding, folds, "
+        "training epochs and prediction (a bar on a terminal, lines elsewhere)",
     )
 
 
@@ -1075,6 +1097,7 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument(
         "--workers", type=int, default=0, help="processes that read and preprocess scans"
     )
+    _progress_option(preprocess)
     _preprocessing_options(preprocess)
     preprocess.set_defaults(handler=cmd_preprocess)
 
@@ -1082,6 +1105,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="model file written by 'slicelearn fit'")
     _data_options(predict, target=False)
     predict.add_argument("--out", required=True, help="CSV of predictions to write")
+    predict.add_argument(
+        "--workers", type=int, default=0, help="processes that read and preprocess scans"
+    )
+    _progress_option(predict)
     predict.set_defaults(handler=cmd_predict)
 
     evaluate = command("evaluate", "cross-validated metrics, next to a baseline")
@@ -1120,7 +1147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("slicelearn: error: --n-subjects must be at least 4", file=sys.stderr)
         return 2
     try:
-        return args.handler(args)
+        with reporting(getattr(args, "progress", True)):
+            return args.handler(args)
     except (UsageError, FileNotFoundError, ValueError, ImportError) as exc:
         # Bad input (a missing scan, a malformed table, a wrong option value,
         # a missing optional extra): one line naming the problem, not a traceback.

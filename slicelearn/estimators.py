@@ -33,6 +33,7 @@ from skorch.utils import is_dataset, to_tensor
 from torch import nn
 
 from ._params import with_shared_parameters
+from ._progress import progress
 from ._skorch_params import SkorchParamsMixin
 from .allocator import retain_freed_memory
 from .callbacks import RankZeroPrintLog, RestoreBestWeights, TrainingCheckpoint
@@ -532,6 +533,18 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
                 "model's weights or that volume's intensities overflow."
             )
         return prediction
+
+    def forward_iter(self, X: Any, training: bool = False, device: str = "cpu"):
+        """skorch's batches of outputs; inside ``slicelearn._progress.reporting``, counted."""
+        counter = progress("predicting", len(X)) if not training and hasattr(X, "__len__") else None
+        done = 0
+        for output in super().forward_iter(X, training=training, device=device):
+            if counter is not None:
+                done += len(output[0] if isinstance(output, tuple) else output)
+                counter.update(done, "scans")
+            yield output
+        if counter is not None:
+            counter.close()
 
 
 @contextlib.contextmanager

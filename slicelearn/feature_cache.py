@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ._progress import progress
 from .data.dataset import VolumeDataset
 from .data.preprocessing import PreprocessedVolumes, file_digest
 
@@ -157,12 +158,15 @@ class SliceFeatureCache:
         was_training = module.training
         module.eval()
         chunks = []
+        counter = progress("encoding slice features", len(volumes))
         try:
             with torch.inference_mode():
                 for batch, _ in loader:
                     chunks.append(module.encode_frozen(batch.to(device)).float().cpu())
+                    counter.update(sum(len(chunk) for chunk in chunks), "scans")
         finally:
             module.train(was_training)
+            counter.close()
         self.computed += sum(len(chunk) for chunk in chunks)
         return torch.cat(chunks)
 

@@ -67,6 +67,9 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
 
     out = tmp_path / "predictions.csv"
     assert main(["predict", "--model", str(model), "--data", str(cohort), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    if readout == "network":  # the readout's features are still in this process's cache
+        assert re.search(r"^predicting 20/20 \(scans\): \d+ s$", err, re.M), err
     predictions = pd.read_csv(out)
     assert len(predictions) == 20 and np.isfinite(predictions["predicted_age"]).all()
     # The input's target stays beside the prediction, with the error.
