@@ -385,6 +385,11 @@ def _count_through(fitted: Any, cohort, workers: int) -> None:
     counter.close()
 
 
+def _unit(target: str) -> str | None:
+    """The unit of a target column, where its name says it (ages are in years)."""
+    return "years" if "age" in target.lower().replace("_", " ").split() else None
+
+
 def _print_result(args: argparse.Namespace, summary: str, metrics: dict) -> None:
     """The summary on stdout; with ``--json``, the metrics alone on stdout (summary on stderr)."""
     if getattr(args, "json", False):
@@ -487,7 +492,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.report:
         from .report import write_report
 
-        write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
+        write_report(
+            args.report,
+            estimator,
+            cohort.paths,
+            y,
+            prediction,
+            metrics,
+            ids=cohort.ids,
+            target=args.target,
+            unit=_unit(args.target),
+        )
     summary = (
         f"Saved the model to {args.out}. On the training scans: {line} (training-set figures "
         "flatter a model: use 'slicelearn evaluate' for honest ones)."
@@ -715,7 +730,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # needs one model, refitted on all the data.
         metrics["refit_on_all_data"] = ["slice_importance.png", "slice_importance.csv"]
         estimator.fit(cohort.paths, y, groups=groups)
-        write_report(args.report, estimator, cohort.paths, y, prediction, metrics, ids=cohort.ids)
+        write_report(
+            args.report,
+            estimator,
+            cohort.paths,
+            y,
+            prediction,
+            metrics,
+            ids=cohort.ids,
+            target=args.target,
+            unit=_unit(args.target),
+        )
     summary = f"Cross-validated ({metrics['split']}, {metrics['n']} scans): {line}."
     if args.report:
         summary += f" Report and metrics.json: {args.report}"
@@ -810,6 +835,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         y_test,
         predictions,
         {**metrics, "baseline_mae": baseline, "seconds": round(elapsed, 1)},
+        target="age",
+        unit="years",
     )
     print(
         f"\nBrain age on held-out simulated subjects: MAE = {metrics['mae']:.2f} years, "

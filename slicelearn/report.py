@@ -65,8 +65,15 @@ def classification_metrics(
     return metrics
 
 
-def _slice_profile(estimator: Any, X: Any, max_subjects: int = 16) -> tuple[np.ndarray, str]:
-    """Mean slice importance of the first subjects, normalised to sum 1, and its method.
+#: Scans whose slice importance the report averages (occlusion runs the network
+#: once per slice and scan).
+IMPORTANCE_SCANS = 16
+
+
+def _slice_profile(
+    estimator: Any, X: Any, max_subjects: int = IMPORTANCE_SCANS
+) -> tuple[np.ndarray, str]:
+    """Mean slice importance of the first scans, normalised to sum 1, and its method.
 
     Attention weights with attention pooling, leave-one-slice-out otherwise
     (see :mod:`slicelearn.inspection`); each slice's term of a linear readout.
@@ -118,7 +125,7 @@ def _learning_curves(history: Any, path: Path) -> None:
 
 
 def _importance_map(
-    importance: np.ndarray, mean_volume: np.ndarray, axis: str, how: str, path: Path
+    importance: np.ndarray, mean_volume: np.ndarray, axis: str, how: str, scans: str, path: Path
 ) -> None:
     import textwrap
 
@@ -140,7 +147,7 @@ def _importance_map(
     top.imshow(image, cmap="gray", aspect="auto", origin="lower")
     shown = top.imshow(overlay, cmap="hot", alpha=0.45, aspect="auto", origin="lower")
     fig.colorbar(shown, ax=[top, bottom], label="share of importance", shrink=0.8)
-    top.set_title(f"slice importance ({axis} slices, mean of the first subjects)")
+    top.set_title(f"Which {axis} slices the prediction rests on ({scans})", fontsize=10)
     top.set_yticks([])
     bottom.bar(np.arange(len(importance)), importance, color="tab:red")
     caption = "\n".join(textwrap.wrap(f"Importance: {how}; shares sum to 1.", 80))
@@ -158,11 +165,14 @@ def write_report(
     prediction: np.ndarray,
     metrics: dict[str, Any],
     ids: list[str] | None = None,
+    target: str = "target",
+    unit: str | None = None,
 ) -> Path:
     """Write metrics, predictions and figures of a fitted estimator to ``folder``.
 
     ``estimator`` is a slice network or a linear readout (which has no
-    learning curves).
+    learning curves). ``target`` and ``unit`` (e.g. ``"age"``, ``"years"``)
+    label the figures' axes; without a unit, the axes say the table's units.
     """
     import matplotlib
 
@@ -202,9 +212,11 @@ def write_report(
             float(max(y_true.max(), prediction.max())),
         )
         ax.plot([low, high], [low, high], "k--", lw=0.8)
-        ax.set_xlabel("true")
-        ax.set_ylabel("predicted")
-        ax.set_title(f"MAE = {metrics['mae']:.2f}, r = {metrics['pearson_r']:.2f}")
+        units = unit or "units of the table"
+        ax.set_xlabel(f"true {target} ({units})")
+        ax.set_ylabel(f"predicted {target} ({units})")
+        mae = f"{metrics['mae']:.2f}" + (f" {unit}" if unit else "")
+        ax.set_title(f"MAE = {mae}, r = {metrics['pearson_r']:.2f} ({len(y_true)} scans)")
         figure_name = "predicted_vs_true.png"
     else:
         figure_name = None
@@ -217,8 +229,12 @@ def write_report(
     if history is not None and len(history):
         _learning_curves(history, folder / "learning_curves.png")
     importance, how = _slice_profile(estimator, X)
-    mean_volume = _volume_batch(estimator, X, 16).mean(0)
+    used = min(len(X), IMPORTANCE_SCANS)
+    scans = f"mean over the first {used} of {len(X)} scans"
+    if used == len(X):
+        scans = f"mean over all {used} scans"
+    mean_volume = _volume_batch(estimator, X, IMPORTANCE_SCANS).mean(0)
     axis = estimator.axis if isinstance(estimator.axis, str) else estimator.axis[0]
-    _importance_map(importance, mean_volume, axis, how, folder / "slice_importance.png")
+    _importance_map(importance, mean_volume, axis, how, scans, folder / "slice_importance.png")
     np.savetxt(folder / "slice_importance.csv", importance, delimiter=",", header="importance")
     return folder
