@@ -630,8 +630,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             table["correct"] = table[f"predicted_{target}"].astype(str) == truth.astype(str)
         for index, label in enumerate(estimator.classes_):
             table[f"p_{label}"] = prediction[:, index]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    from ._files import write_atomic
+
+    # Whole or not at all: a run killed while writing leaves the previous file.
+    write_atomic(args.out, lambda handle: table.to_csv(handle, index=False))
     print(f"Wrote {len(table)} predictions to {args.out}.")
     return 0
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ._files import write_atomic
+
 __all__ = ["classification_metrics", "json_ready", "regression_metrics", "write_report"]
 
 
@@ -182,7 +184,8 @@ def write_report(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2))
+    text = json.dumps(json_ready(metrics), indent=2).encode()
+    write_atomic(folder / "metrics.json", lambda handle: handle.write(text))
     is_classifier = prediction.ndim == 2
     table = pd.DataFrame({"id": ids if ids is not None else range(len(y_true)), "true": y_true})
     if is_classifier:
@@ -192,7 +195,7 @@ def write_report(
             table[f"p_{label}"] = prediction[:, index]
     else:
         table["predicted"] = prediction
-    table.to_csv(folder / "predictions.csv", index=False)
+    write_atomic(folder / "predictions.csv", lambda handle: table.to_csv(handle, index=False))
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     if is_classifier and len(estimator.classes_) == 2 and len(set(y_true)) > 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,39 @@ def test_predictions_repeat_exactly_across_processes(tmp_path):
         _slicelearn("predict", "--model", model, "--data", table, "--out", out)
         outputs.append(pd.read_csv(out)["predicted_age"].to_numpy())
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_a_killed_cohort_run_resumes_from_the_cache(tmp_path):
+    import os
+    import signal
+    import time
+
+    paths = write_scans(tmp_path, n=12, shape=(40, 48, 40), affine=np.diag([4.0, 4.0, 4.0, 1.0]))
+    table = tmp_path / "cohort.csv"
+    pd.DataFrame({"path": paths}).to_csv(table, index=False)
+    cache = tmp_path / "cache"
+    argv = [
+        sys.executable, "-m", "slicelearn.cli", "preprocess", "--data", table,
+        "--out", tmp_path / "prep", "--cache-dir", cache, "--skull-strip", "none",
+        "--registration", "none", "--grid", "mni152",
+    ]  # fmt: skip
+    run = subprocess.Popen([str(a) for a in argv], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while len(list(cache.glob("*/*.json"))) < 3 and time.monotonic() < deadline:
+        assert run.poll() is None, run.stderr.read()
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGKILL)  # as a crash or a cluster's time limit would
+    run.wait()
+    finished = len(list(cache.glob("*/*.json")))
+    assert 3 <= finished < 12
+    again = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    cached = int(re.search(r"preprocessing: (\d+) of 12 scans cached", again.stderr).group(1))
+    assert cached >= finished  # every scan finished before the kill is reused
+    assert f"preprocessing {12 - cached}/{12 - cached}" in again.stderr
+    # Every entry is whole: a write cut by the kill left at most a temporary file.
+    from slicelearn.data.cache import VolumeCache
+
+    store = VolumeCache(cache)
+    keys = [meta.stem for meta in cache.glob("*/*.json")]
+    assert len(keys) == 12 and all(store.get(key) is not None for key in keys)
