@@ -1,0 +1,186 @@
+"""Raw T1 to a brain-age prediction with the command line's default model: seconds per stage.
+
+The default route of ``slicelearn fit``/``predict``: deepbet brain extraction,
+ANTs affine registration to MNI152 (reproducible: one ITK thread, a fixed
+seed), resampling of the mask, z-scoring in the brain, smoothing by 1 voxel,
+frozen EfficientNet-Lite0 ``blocks.3`` features and the ridge readout. Each
+raw IXI scan goes through it once, uncached; every stage is timed in this
+process (the library's functions wrapped with timers, nothing rewritten):
+
+- ``read``: the NIfTI read, reorientation to RAS and the voxel check;
+- ``deepbet``, ``registration`` (the ANTs affine fit and the scan's warp),
+  ``mask resampling`` (the same transform applied to the mask),
+  ``normalisation``;
+- ``smoothing``, ``features + readout``: the model's prediction from the
+  preprocessed volume.
+
+Then cohort throughput: the same scans preprocessed by 2 DataLoader workers
+(one ITK thread each), then predicted, wall time per scan. Needs
+``../shared/data/ixi`` and the default route's volumes of
+``ixi_routes.py --steps masks volumes`` (to fit the readout). Run::
+
+    python benchmarks/raw_to_prediction.py --scans 6 \\
+        --json benchmarks/results/raw_to_prediction.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+ROUTE = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy").expanduser()
+SECONDS: dict[str, float] = collections.defaultdict(float)
+
+
+@contextlib.contextmanager
+def timed(stage: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        SECONDS[stage] += time.perf_counter() - start
+
+
+def wrap(module, name: str, stage: str) -> None:
+    original = getattr(module, name)
+
+    def timed_call(*args, **kwargs):
+        with timed(stage):
+            return original(*args, **kwargs)
+
+    setattr(module, name, timed_call)
+
+
+def instrument() -> None:
+    """Time the library's stages where they are called (their modules' attributes)."""
+    import slicelearn.data.preprocessing as preprocessing
+    import slicelearn.data.registration as registration
+    import slicelearn.data.skullstrip as skullstrip
+
+    wrap(skullstrip, "brain_mask", "deepbet")
+    wrap(preprocessing, "load_nifti", "read")
+    wrap(preprocessing, "check_voxels", "read")
+    wrap(preprocessing.VolumePreprocessor, "_normalize", "normalisation")
+    original_register = registration.register
+
+    def register(*args, **kwargs):
+        with timed("registration"):
+            registered, apply = original_register(*args, **kwargs)
+
+        def timed_apply(*a, **k):
+            with timed("mask resampling"):
+                return apply(*a, **k)
+
+        return registered, timed_apply
+
+    registration.register = register
+
+
+def default_model(n_train: int):
+    """The command line's default readout, fitted on registered volumes of the default route."""
+    from slicelearn.cli import DEFAULTS
+    from slicelearn.data import read_cohort
+    from slicelearn.readout import SliceLinearRegressor
+
+    _, labels = read_cohort(IXI / "participants.tsv", target=["age"])
+    volumes = np.load(ROUTE, mmap_mode="r")[:n_train].astype(np.float32)
+    return SliceLinearRegressor(
+        encoder=DEFAULTS["encoder"],
+        weights="imagenet",
+        feature_layer="blocks.3",
+        feature_grid=2,
+        input_smoothing=DEFAULTS["input_smoothing"],
+    ).fit(volumes, labels[:n_train, 0].astype(np.float32))
+
+
+def main() -> None:
+    import torch
+    from scipy import ndimage
+    from torch.utils.data import DataLoader
+
+    from slicelearn.data import VolumeDataset, VolumePreprocessor, read_cohort
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", type=int, default=6, help="raw scans to time (not trained on)")
+    parser.add_argument("--train", type=int, default=40, help="volumes the readout is fitted on")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = default_model(args.train)
+    paths, _ = read_cohort(IXI / "participants.tsv", target=["age"])
+    scans = paths[args.train : args.train + args.scans]
+    prep = VolumePreprocessor(
+        target="mni152",
+        registration="affine",
+        registration_backend="ants",
+        skull_strip="deepbet",
+        normalize="zscore_brain",
+        cache_dir=None,
+    ).fit(scans)
+    prep.load(scans[0])  # warm-up: deepbet's model, the template, ITK
+    instrument()
+    rows = []
+    for path in scans:
+        SECONDS.clear()
+        start = time.perf_counter()
+        volume = prep.load(path)
+        preprocessing = time.perf_counter() - start
+        with timed("smoothing"):
+            ndimage.gaussian_filter(volume, model.input_smoothing)
+        with timed("features + readout"):
+            model.predict(volume[None])  # smooths again inside: counted in both
+        SECONDS["features + readout"] -= SECONDS["smoothing"]
+        SECONDS["other preprocessing"] = (
+            preprocessing
+            - sum(SECONDS[s] for s in ("read", "deepbet", "registration", "mask resampling"))
+            - SECONDS["normalisation"]
+        )
+        total = preprocessing + SECONDS["smoothing"] + SECONDS["features + readout"]
+        rows.append({"scan": Path(path).name, **dict(SECONDS), "total": total})
+        print(
+            json.dumps(
+                {k: round(v, 2) if isinstance(v, float) else v for k, v in rows[-1].items()}
+            ),
+            flush=True,
+        )
+    stages = [k for k in rows[0] if k != "scan"]
+    median = {stage: round(statistics.median(r[stage] for r in rows), 2) for stage in stages}
+    cohort_start = time.perf_counter()
+    loader = DataLoader(VolumeDataset(prep.transform(scans)), batch_size=None, num_workers=2)
+    volumes = np.stack([v.numpy() for v, _ in loader])
+    model.predict(volumes)
+    per_scan_two_workers = (time.perf_counter() - cohort_start) / len(scans)
+    result = {
+        "cpu": _cpu_model(),
+        "threads": args.threads,
+        "scans": len(scans),
+        "median_seconds_per_stage": median,
+        "cohort_seconds_per_scan_2_workers": round(per_scan_two_workers, 2),
+        "rows": [
+            {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows
+        ],
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
