@@ -99,14 +99,16 @@ def predict_seconds(model, volumes: torch.Tensor, bf16: bool) -> float:
     return (time.perf_counter() - start) / len(volumes)
 
 
-def configurations(volumes: np.ndarray, slices: int) -> dict[str, tuple[dict, np.ndarray, bool]]:
-    """name -> (SliceNet options, input volumes, bf16)."""
+def configurations(
+    volumes: np.ndarray, slices: int, bf16: bool
+) -> dict[str, tuple[dict, np.ndarray, bool]]:
+    """name -> (SliceNet options, input volumes, bf16); the bf16 rows only if ``bf16``."""
     from slicelearn.data.slices import occupied_box
 
     box = occupied_box(volumes)
     coarse = np.stack([ndimage.zoom(v, 2 / 3, order=1) for v in volumes]).astype(np.float32)
     coarse_box = occupied_box(coarse)
-    return {
+    rows = {
         "reference": ({}, volumes, False),
         f"train_slices={slices}": ({"train_slices": slices}, volumes, False),
         "crop": ({"crop_box": box}, volumes, False),
@@ -129,6 +131,7 @@ def configurations(volumes: np.ndarray, slices: int) -> dict[str, tuple[dict, np
             False,
         ),
     }
+    return {name: row for name, row in rows.items() if bf16 or not row[2]}
 
 
 def profile_reference(volumes: np.ndarray, batch: int) -> list[dict]:
@@ -157,12 +160,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the bf16 rows (default: where the CPU computes bf16 natively; emulated, "
+        "one training step takes minutes)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     volumes, source = load_volumes(args.volumes)
-    configs = configurations(volumes, args.slices)
+    bf16 = native_bf16() if args.bf16 is None else args.bf16
+    configs = configurations(volumes, args.slices, bf16)
     models = {name: net(v, **options) for name, (options, v, _) in configs.items()}
     tensors = {name: torch.from_numpy(v) for name, (_, v, _) in configs.items()}
     train: dict[str, list[float]] = {name: [] for name in configs}
