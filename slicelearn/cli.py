@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 import time
@@ -148,13 +149,13 @@ def _check_extras(args: argparse.Namespace, masked: bool) -> None:
         module, extra = {"ants": ("ants", "registration-ants"), "dipy": ("dipy", "registration")}[
             args.registration_backend
         ]
-        try:
-            importlib.import_module(module)
-        except ImportError:
+        # Found, not imported: ANTs must first be imported after its thread count is set
+        # (slicelearn.data.registration), which keeps its registration reproducible.
+        if importlib.util.find_spec(module) is None:
             raise UsageError(
                 f"--registration {registration} with --registration-backend "
                 f"{args.registration_backend} needs {module}: pip install 'slicelearn[{extra}]'."
-            ) from None
+            )
 
 
 def _preprocessing(args: argparse.Namespace, cohort) -> Any:
