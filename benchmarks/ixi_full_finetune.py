@@ -205,8 +205,10 @@ def run(args) -> None:
 
 
 def table(path: Path) -> None:
-    """The per-seed table: each model's pooled MAE over the folds it has run."""
+    """Per seed: each model's pooled MAE over its folds, and over the folds every model ran."""
     from collections import defaultdict
+
+    from sklearn.model_selection import KFold
 
     from slicelearn.data import read_cohort
 
@@ -216,21 +218,27 @@ def table(path: Path) -> None:
     by = defaultdict(dict)
     for row in rows:
         by[(row["model"], row["seed"])][row["fold"]] = row
-    from sklearn.model_selection import KFold
-
-    print("| model | seed | folds run | fold MAEs | pooled MAE |")
-    print("| --- | --- | --- | --- | --- |")
-    for (model, seed), folds in sorted(by.items(), key=lambda item: (item[0][1], item[0][0])):
+    seeds = sorted({seed for _, seed in by})
+    print("| seed | model | folds run | fold MAEs | pooled MAE | on the folds all models ran |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for seed in seeds:
         splits = list(KFold(5, shuffle=True, random_state=seed).split(ages))
-        errors = np.concatenate(
-            [np.asarray(folds[f]["predicted"]) - ages[splits[f][1]] for f in sorted(folds)]
-        )
-        fold_maes = ", ".join(f"{folds[f]['mae']:.2f}" for f in sorted(folds))
-        mark = "" if len(folds) == 5 else " (partial)"
-        print(
-            f"| {model} | {seed} | {len(folds)} of 5{mark} | {fold_maes} | "
-            f"{np.abs(errors).mean():.2f} |"
-        )
+        models = sorted(model for model, s in by if s == seed)
+        common = set.intersection(*(set(by[(m, seed)]) for m in models))
+
+        def pooled(folds: dict, keep, splits=splits) -> float:
+            errors = [np.asarray(folds[f]["predicted"]) - ages[splits[f][1]] for f in sorted(keep)]
+            return float(np.abs(np.concatenate(errors)).mean()) if errors else float("nan")
+
+        for model in models:
+            folds = by[(model, seed)]
+            fold_maes = ", ".join(f"{folds[f]['mae']:.2f}" for f in sorted(folds))
+            mark = "" if len(folds) == 5 else " (partial)"
+            print(
+                f"| {seed} | {model} | {len(folds)} of 5{mark} | {fold_maes} | "
+                f"{pooled(folds, folds):.2f} | {pooled(folds, common):.2f} "
+                f"({len(common)} folds) |"
+            )
 
 
 def main() -> None:

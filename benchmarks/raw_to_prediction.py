@@ -15,7 +15,10 @@ process (the library's functions wrapped with timers, nothing rewritten):
   preprocessed volume.
 
 Then cohort throughput: the same scans preprocessed by 2 DataLoader workers
-(one ITK thread each), then predicted, wall time per scan. Needs
+(one ITK thread each), then predicted, wall time per scan. Last, what
+reproducibility costs: ANTs' affine on the same scans in a fresh process with
+ITK on one thread (reproducible) and on two (ANTs' own default here, not
+reproducible), seconds per scan. Needs
 ``../shared/data/ixi`` and the default route's volumes of
 ``ixi_routes.py --steps masks volumes`` (to fit the readout). Run::
 
@@ -102,6 +105,34 @@ def default_model(n_train: int):
     ).fit(volumes, labels[:n_train, 0].astype(np.float32))
 
 
+def registration_seconds(scans: list[str], itk_threads: int) -> float:
+    """Median seconds of the ANTs affine per scan, in a fresh process with this many ITK threads."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import json, time, statistics, nibabel as nib
+from slicelearn.data import brain_mask, template_image
+from slicelearn.data import registration
+registration._ITK_THREADS = "SLICELEARN_BENCHMARK_UNUSED"  # keep the thread count given below
+times = []
+for path in {scans!r}:
+    scan = nib.as_closest_canonical(nib.load(path))
+    mask = brain_mask(scan, "deepbet")
+    start = time.perf_counter()
+    registration.register(scan, template_image("mni152"), "affine", moving_mask=mask,
+                          backend="ants")
+    times.append(time.perf_counter() - start)
+print(json.dumps(statistics.median(times)))
+"""
+    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(itk_threads)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     import torch
     from scipy import ndimage
@@ -160,8 +191,10 @@ def main() -> None:
     volumes = np.stack([v.numpy() for v, _ in loader])
     model.predict(volumes)
     per_scan_two_workers = (time.perf_counter() - cohort_start) / len(scans)
+    itk = {f"{n}_thread": round(registration_seconds(scans, n), 2) for n in (1, 2)}
     result = {
         "cpu": _cpu_model(),
+        "ants_affine_seconds_per_scan_by_itk_threads": itk,
         "threads": args.threads,
         "scans": len(scans),
         "median_seconds_per_stage": median,
