@@ -386,6 +386,23 @@ def _count_through(fitted: Any, cohort, workers: int) -> None:
     counter.close()
 
 
+def _write_report(args, estimator, cohort, y, prediction, metrics: dict) -> None:
+    """The report folder of ``fit`` or ``evaluate``, its axes in the target's terms."""
+    from .report import write_report
+
+    write_report(
+        args.report,
+        estimator,
+        cohort.paths,
+        y,
+        prediction,
+        metrics,
+        ids=cohort.ids,
+        target=args.target,
+        unit=_unit(args.target),
+    )
+
+
 def _unit(target: str) -> str | None:
     """The unit of a target column, where its name says it (ages are in years)."""
     return "years" if "age" in target.lower().replace("_", " ").split() else None
@@ -491,19 +508,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     metadata = {"target": args.target, "training_scans": _training_ranges(cohort.paths)}
     save_model(estimator, args.out, metadata=metadata)
     if args.report:
-        from .report import write_report
-
-        write_report(
-            args.report,
-            estimator,
-            cohort.paths,
-            y,
-            prediction,
-            metrics,
-            ids=cohort.ids,
-            target=args.target,
-            unit=_unit(args.target),
-        )
+        _write_report(args, estimator, cohort, y, prediction, metrics)
     summary = (
         f"Saved the model to {args.out}. On the training scans: {line} (training-set figures "
         "flatter a model: use 'slicelearn evaluate' for honest ones)."
@@ -727,23 +732,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     line = _compare_with_baseline(metrics, metrics["baseline"], regression)
     if args.report:
-        from .report import write_report
-
         # The figures of predictions are cross-validated; the slice importance
         # needs one model, refitted on all the data.
         metrics["refit_on_all_data"] = ["slice_importance.png", "slice_importance.csv"]
         estimator.fit(cohort.paths, y, groups=groups)
-        write_report(
-            args.report,
-            estimator,
-            cohort.paths,
-            y,
-            prediction,
-            metrics,
-            ids=cohort.ids,
-            target=args.target,
-            unit=_unit(args.target),
-        )
+        _write_report(args, estimator, cohort, y, prediction, metrics)
     summary = f"Cross-validated ({metrics['split']}, {metrics['n']} scans): {line}."
     if args.report:
         summary += f" Report and metrics.json: {args.report}"
