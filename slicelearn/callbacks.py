@@ -31,7 +31,7 @@ from torch import nn
 
 from ._files import write_atomic
 
-__all__ = ["RankZeroPrintLog", "RestoreBestWeights", "TrainingCheckpoint"]
+__all__ = ["EpochProgress", "RankZeroPrintLog", "RestoreBestWeights", "TrainingCheckpoint"]
 
 
 class RestoreBestWeights(Callback):

@@ -32,6 +32,9 @@ PUBLIC_MODULES = [
     "slicelearn.qc",
     "slicelearn.readout",
     "slicelearn.splits",
+    "slicelearn.precision",
+    "slicelearn.presets",
+    "slicelearn.provenance",
 ]
 
 
