@@ -148,6 +148,14 @@ def test_three_class_models_fit_save_predict_and_evaluate(tmp_path, capsys, read
     assert metrics["classes"] == ["AD", "CN", "MCI"] and 0 <= metrics["accuracy"] <= 1
 
 
+def test_the_epoch_table_has_no_colour_codes_outside_a_terminal(cohort, tmp_path, capsys):
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", tmp_path / "m.slm"]
+    argv += ["--readout", "network", "--verbose", *FAST]
+    assert main([str(a) for a in argv]) == 0
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "\x1b[" not in out  # the table, plain
+
+
 def test_a_typo_in_a_numeric_target_is_refused_not_taken_for_classes(cohort, tmp_path, capsys):
     table = pd.read_csv(cohort)
     table["age"] = table["age"].astype(object)
