@@ -168,3 +168,18 @@ def test_loading_fetches_no_pretrained_weights(tmp_path, monkeypatch):
     loaded = load_model(path)
     assert loaded.weights == "/nowhere/imagenet.pth"
     np.testing.assert_allclose(loaded.predict(_volumes()), est.predict(_volumes()), rtol=1e-6)
+
+
+def test_a_model_cropped_to_the_brain_box_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.zeros((8, 12, 44, 40), np.float32)
+    X[:, 3:10, 2:38, 1:36] = rng.normal(size=(8, 7, 36, 35))
+    y = X.mean(axis=(1, 2, 3)) * 10
+    est = SliceCNNRegressor(
+        encoder="cnn2d", weights=None, max_epochs=1, verbose=0, crop_to_content=True,
+        train_split=None, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    save_model(est, tmp_path / "box.slm")
+    loaded = load_model(tmp_path / "box.slm")
+    assert loaded.content_box_ == ((3, 10), (2, 38), (1, 36)) == loaded.module_.crop_box
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
