@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -93,18 +92,6 @@ class VolumeCache:
         write_atomic(array_path, lambda handle: np.save(handle, stored, allow_pickle=False))
         write_atomic(meta_path, lambda handle: handle.write(json.dumps(meta).encode()))
         self._verified.add(key)
-
-    def get_or_create(
-        self, key: str, create: Callable[[], np.ndarray], dtype: str = "float16", source: str = ""
-    ) -> np.ndarray:
-        """The cached volume, or ``create()``'s result, stored first."""
-        cached = self.get(key)
-        if cached is not None:
-            return cached
-        volume = create()
-        self.put(key, volume, dtype=dtype, source=source)
-        # Return what a later read will return, so epochs see identical inputs.
-        return np.asarray(volume, dtype=dtype).astype(np.float32)
 
     def measures(self, key: str) -> dict[str, float]:
         """The measures stored with ``key``'s volume (empty when none or absent)."""
