@@ -785,6 +785,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     args.pooling = args.pooling or NETWORK_DEFAULTS["pooling"]
     args.position_embedding = args.position_embedding or NETWORK_DEFAULTS["position_embedding"]
+    if args.progress:
+        print(
+            f"simulating {args.n_subjects} subjects from the MNI152 template...",
+            file=sys.stderr,
+            flush=True,
+        )
     X, _, labels = make_atrophy_cohort(
         args.n_subjects, voxel_size=4, return_arrays=True, random_state=args.seed
     )
