@@ -367,13 +367,14 @@ def _count_through(fitted: Any, cohort, workers: int) -> None:
     from torch.utils.data import DataLoader, Subset
 
     from .data import VolumeDataset
+    from .data.cache import resolve_cache_dir
 
     total = len(cohort.paths)
     missing = [i for i, path in enumerate(cohort.paths) if not fitted.is_cached(path)]
     if len(missing) < total:
         print(
             f"preprocessing: {total - len(missing)} of {total} scans cached in "
-            f"{fitted._cache.directory}",
+            f"{resolve_cache_dir(fitted.cache_dir)}",
             file=sys.stderr,
         )
     if not missing:
