@@ -51,6 +51,15 @@ ROUTE = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy").expandus
 #: the grid ran; each row's key records it.
 RECIPE = dict(FULL_FINE_TUNING)
 
+#: Nested choice (``--nested``): the candidates, each a change to the recipe,
+#: compared inside each outer training fold. "as run" is the grid's recipe
+#: before the regressor scaled its target (its outer rows are the grid's
+#: "fine-tuned" rows); "scaled target" is the regressor's default since.
+CANDIDATES = {
+    "fine-tuned": dict(scale_target=False),
+    "fine-tuned, scaled target": dict(scale_target=True),
+}
+
 #: The paper's ablations, each one change to the recipe (run on one seed).
 ABLATIONS = {
     "random init": dict(weights=None),
@@ -118,7 +127,25 @@ def read_rows(out: Path) -> dict[str, dict]:
     return {row["key"]: row for row in rows if "key" in row}
 
 
+def recipe_key(change: dict) -> str:
+    """The recipe in a row's key; the grid's first rows predate ``scale_target``."""
+    recipe = {**RECIPE, **change}
+    if recipe.get("scale_target") is False:
+        del recipe["scale_target"]
+    return json.dumps(recipe, sort_keys=True)
+
+
 def run(args) -> None:
+    """Every (seed, fold): the baselines, the fine-tuned models, their average with ridge.
+
+    With ``--nested`` the fine-tuned model is chosen among :data:`CANDIDATES`
+    inside the outer training fold: it is split once more (``KFold(5,
+    shuffle=True, random_state=seed)`` on its scans, first split: 87 or 88 to
+    train, 22 to validate), each candidate is fitted on the inner part and
+    scored (MAE) on the inner validation scans, and the one with the lower
+    inner MAE is refitted on the whole training fold and predicts the test
+    fold, which no choice has seen.
+    """
     from sklearn.model_selection import KFold
 
     volumes, ages, source = load(args)
@@ -130,69 +157,107 @@ def run(args) -> None:
         print(json.dumps({k: v for k, v in row.items() if k != "predicted"}), flush=True)
         with args.out.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
+        done[row["key"]] = row
 
-    configs = {"fine-tuned": {}}
+    def fitted(key, label, build, X, train, test, base, **extra) -> np.ndarray:
+        """The test predictions of ``build()`` fitted on ``train``: from the file, or run now."""
+        if key in done:
+            return np.asarray(done[key]["predicted"])
+        begin = time.perf_counter()
+        estimator = build().fit(X[train], ages[train])
+        fit_seconds = time.perf_counter() - begin
+        predicted = np.asarray(estimator.predict(X[test]), dtype=np.float64)
+        row = {"key": key, "model": label, **base, "mae": mae(predicted, ages[test])}
+        row["fit_seconds"] = round(fit_seconds, 1)
+        row["predict_seconds"] = round(time.perf_counter() - begin - fit_seconds, 1)
+        record({**row, **extra, "predicted": [round(float(v), 3) for v in predicted]})
+        return predicted
+
+    def tuned(label, change, seed, train, test, base, stage=""):
+        key = f"{source}|{stage}{label}|seed{seed}|fold{base['fold']}|{recipe_key(change)}"
+        build = lambda: fine_tuned(seed, args.threads, **change)  # noqa: E731
+        recipe = {**RECIPE, **change}
+        return fitted(key, label, build, volumes, train, test, base, recipe=recipe)
+
+    configs = {"fine-tuned": CANDIDATES["fine-tuned"]}
     if args.ablations:
-        configs = {f"fine-tuned, {name}": change for name, change in ABLATIONS.items()}
+        configs = {
+            f"fine-tuned, {name}": {**CANDIDATES["fine-tuned, scaled target"], **change}
+            for name, change in ABLATIONS.items()
+        }
     for seed in args.seeds:
         folds = KFold(5, shuffle=True, random_state=seed).split(volumes)
         for fold, (train, test) in enumerate(folds):
             base = {"input": source, "seed": seed, "fold": fold, "n_train": len(train)}
-            predicted: dict[str, np.ndarray] = {}
-            models = [
-                ("ridge readout", ridge_readout, volumes),
-                ("voxel ridge", voxel_ridge, voxels),
-            ] + [
-                (
-                    label,
-                    lambda change=change, seed=seed: fine_tuned(seed, args.threads, **change),
-                    volumes,
+            predicted = {
+                label: fitted(
+                    f"{source}|{label}|seed{seed}|fold{fold}", label, build, X, train, test, base
                 )
-                for label, change in configs.items()
-            ]
-            for label, build, X in models:
-                key = f"{source}|{label}|seed{seed}|fold{fold}"
-                if label.startswith("fine-tuned"):
-                    key += "|" + json.dumps({**RECIPE, **configs[label]}, sort_keys=True)
-                if key in done:
-                    predicted[label] = np.asarray(done[key]["predicted"])
-                    continue
-                begin = time.perf_counter()
-                estimator = build().fit(X[train], ages[train])
-                fit_seconds = time.perf_counter() - begin
-                predicted[label] = np.asarray(estimator.predict(X[test]), dtype=np.float64)
-                row = {
-                    "key": key,
-                    "model": label,
-                    **base,
-                    "mae": round(float(np.abs(predicted[label] - ages[test]).mean()), 3),
-                    "fit_seconds": round(fit_seconds, 1),
-                    "predict_seconds": round(time.perf_counter() - begin - fit_seconds, 1),
-                    "predicted": [round(float(v), 3) for v in predicted[label]],
+                for label, build, X in [
+                    ("ridge readout", ridge_readout, volumes),
+                    ("voxel ridge", voxel_ridge, voxels),
+                ]
+            }
+            if not args.nested:
+                for label, change in configs.items():
+                    predicted[label] = tuned(label, change, seed, train, test, base)
+            else:
+                inner_train, inner_valid = next(
+                    KFold(5, shuffle=True, random_state=seed).split(train)
+                )
+                inner_base = {**base, "stage": "inner", "n_train": len(inner_train)}
+                inner = {
+                    label: mae(
+                        tuned(
+                            label,
+                            change,
+                            seed,
+                            train[inner_train],
+                            train[inner_valid],
+                            inner_base,
+                            stage="inner|",
+                        ),
+                        ages[train[inner_valid]],
+                    )
+                    for label, change in CANDIDATES.items()
                 }
-                if label.startswith("fine-tuned"):
-                    row["recipe"] = {**RECIPE, **configs[label]}
-                record(row)
-                done[key] = row
-            for label in configs:
+                chosen = min(inner, key=inner.get)
+                label = "fine-tuned, nested choice"
+                predicted[label] = tuned(chosen, CANDIDATES[chosen], seed, train, test, base)
+                key = f"{source}|{label}|seed{seed}|fold{fold}"
+                if key not in done:
+                    values = [round(float(v), 3) for v in predicted[label]]
+                    record(
+                        {
+                            "key": key,
+                            "model": label,
+                            **base,
+                            "chosen": chosen,
+                            "inner_mae": inner,
+                            "mae": mae(predicted[label], ages[test]),
+                            "predicted": values,
+                        }
+                    )
+            for label in [name for name in predicted if name.startswith("fine-tuned")]:
                 key = f"{source}|{label} + ridge readout|seed{seed}|fold{fold}"
-                if key in done or label not in predicted:
+                if key in done:
                     continue
                 average = (predicted[label] + predicted["ridge readout"]) / 2
-                row = {
-                    "key": key,
-                    "model": f"{label} + ridge readout",
-                    **base,
-                    "mae": round(float(np.abs(average - ages[test]).mean()), 3),
-                    "predicted": [round(float(v), 3) for v in average],
-                }
-                record(row)
-                done[key] = row
+                record(
+                    {
+                        "key": key,
+                        "model": f"{label} + ridge readout",
+                        **base,
+                        "mae": mae(average, ages[test]),
+                        "predicted": [round(float(v), 3) for v in average],
+                    }
+                )
     if args.fit_all:
-        key = f"{source}|fit_all|" + json.dumps(RECIPE, sort_keys=True)
+        change = CANDIDATES["fine-tuned, scaled target"]
+        key = f"{source}|fit_all|" + recipe_key(change)
         if key not in done:
             begin = time.perf_counter()
-            fine_tuned(args.seeds[0], args.threads).fit(volumes, ages)
+            fine_tuned(args.seeds[0], args.threads, **change).fit(volumes, ages)
             record(
                 {
                     "key": key,
@@ -202,6 +267,10 @@ def run(args) -> None:
                     "threads": args.threads,
                 }
             )
+
+
+def mae(predicted: np.ndarray, truth: np.ndarray) -> float:
+    return round(float(np.abs(np.asarray(predicted) - truth).mean()), 3)
 
 
 def table(path: Path) -> None:
@@ -214,7 +283,7 @@ def table(path: Path) -> None:
 
     _, labels = read_cohort(IXI / "participants.tsv", target=["age", "sex"])
     ages = labels[:, 0].astype(np.float64)
-    rows = [r for r in read_rows(path).values() if "fold" in r]
+    rows = [r for r in read_rows(path).values() if "fold" in r and r.get("stage") != "inner"]
     by = defaultdict(dict)
     for row in rows:
         by[(row["model"], row["seed"])][row["fold"]] = row
@@ -251,6 +320,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ablations", action="store_true", help="the paper's ablations instead")
     parser.add_argument("--fit-all", action="store_true", help="then time a fit on all scans")
+    parser.add_argument(
+        "--nested", action="store_true", help="choose among CANDIDATES inside each training fold"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--table", type=Path, default=None, help="print the table of a results file"

@@ -677,13 +677,20 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
     Every slice along ``axis`` goes through one shared 2D encoder (optionally
     ImageNet-pretrained), a slice-index embedding is added, the slices are
     pooled and a small head predicts the target (Gupta et al., ISBI 2023).
-    The output bias starts at the training mean; the loss is MSE.
+    The head predicts in standard units of the training targets (see
+    ``scale_target``); the loss is MSE in the target's own units.
 
     Parameters
     ----------"""
         + _COMMON_PARAMS_DOC
         + """    criterion : loss class, default=torch.nn.MSELoss
         The training loss (``criterion__*`` routes its arguments).
+    scale_target : bool, default=True
+        The network's head predicts each target in units of its training
+        standard deviation around its training mean (``SliceNet``'s
+        ``output_scale`` and ``output_shift``), so that a target in years is
+        reachable in a few hundred optimiser steps. ``False``: the head
+        predicts the target itself, its output bias starting at the mean.
 
     Attributes
     ----------
@@ -717,9 +724,11 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         *,
         criterion: type[nn.Module] = nn.MSELoss,
         train_split: Any = _REGRESSOR_SPLIT,
+        scale_target: bool = True,
         **params: Any,
     ) -> None:
         super().__init__(encoder, weights, criterion=criterion, train_split=train_split, **params)
+        self.scale_target = scale_target
 
     __init__.__signature__ = with_shared_parameters(__init__, _SliceCNNMixin.__init__)
 
@@ -746,6 +755,8 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
             self.n_outputs_ = y2d.shape[1]
             self.target_ndim_ = y.ndim
             self.target_mean_ = y2d.mean(axis=0)
+            spread = y2d.std(axis=0)
+            self.target_scale_ = np.where(spread > 0, spread, 1.0).astype(np.float32)
         elif y2d.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2d.shape[1]} outputs; the model predicts {self.n_outputs_}.")
         return y2d
@@ -755,11 +766,18 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
 
     def initialize_module(self):
         super().initialize_module()
-        # Only the bias: zeroed output weights as well (a constant start) left
-        # the ReLU head dead under Adam on the simulated atrophy task (every
-        # hidden unit inactive, the mean predicted after 100 epochs).
+        # The prediction starts at the training mean through the bias alone:
+        # zeroed output weights as well (a constant start) left the ReLU head
+        # dead under Adam on the simulated atrophy task (every hidden unit
+        # inactive, the mean predicted after 100 epochs).
+        mean = torch.as_tensor(self.target_mean_)
         with torch.no_grad():
-            self.module_.output_layer.bias.copy_(torch.as_tensor(self.target_mean_))
+            if self.scale_target:
+                self.module_.output_shift.copy_(mean)
+                self.module_.output_scale.copy_(torch.as_tensor(self.target_scale_))
+                self.module_.output_layer.bias.zero_()
+            else:
+                self.module_.output_layer.bias.copy_(mean)
         return self
 
     def predict(self, X: Any) -> np.ndarray:

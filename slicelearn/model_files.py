@@ -86,6 +86,7 @@ _FITTED = (
     "n_outputs_",
     "target_ndim_",
     "target_mean_",
+    "target_scale_",
 )
 
 

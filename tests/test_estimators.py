@@ -32,11 +32,43 @@ def test_regressor_predicts_1d_and_scores_r2(small_volumes):
     assert {"train_loss", "valid_loss", "valid_mae"} <= set(est.history[-1])
 
 
-def test_regressor_output_bias_starts_at_training_mean(small_volumes):
+def test_regressor_head_starts_at_training_mean_in_standard_units(small_volumes):
     X, y = small_volumes
-    est = SliceCNNRegressor(**fast_params(lr=0.0, max_epochs=1, train_split=None)).fit(X, y)
-    bias = est.module_.output_layer.bias.detach().numpy()
-    np.testing.assert_allclose(bias, [y.mean()], rtol=1e-6)
+    params = fast_params(lr=0.0, max_epochs=1, train_split=None)
+    est = SliceCNNRegressor(**params).fit(X, y)
+    module = est.module_
+    np.testing.assert_allclose(module.output_shift.numpy(), [y.mean()], rtol=1e-6)
+    np.testing.assert_allclose(module.output_scale.numpy(), [y.std()], rtol=1e-5)
+    assert float(module.output_layer.bias.detach()) == 0.0
+    # Without scaling, the head predicts the target and its bias holds the mean.
+    plain = SliceCNNRegressor(**params, scale_target=False).fit(X, y).module_
+    np.testing.assert_allclose(plain.output_layer.bias.detach().numpy(), [y.mean()], rtol=1e-6)
+    assert float(plain.output_shift) == 0.0 and float(plain.output_scale) == 1.0
+
+
+def test_regressor_predictions_do_not_depend_on_the_targets_unit(small_volumes):
+    # Ages in years or in months (or centred elsewhere): the same model, since the head
+    # works in standard units and Adam's steps do not depend on the loss's scale.
+    X, y = small_volumes
+    params = fast_params(train_split=None, max_epochs=10, lr=3e-3)
+    years = SliceCNNRegressor(**params).fit(X, y).predict(X)
+    assert np.corrcoef(years, y)[0, 1] > 0.5  # it learned something, so the check has teeth
+    months = SliceCNNRegressor(**params).fit(X, 12 * y + 600).predict(X)
+    np.testing.assert_allclose((months - 600) / 12, years, atol=2e-3 * y.std())
+    plain = SliceCNNRegressor(**params, scale_target=False)
+    unscaled = (plain.fit(X, 12 * y + 600).predict(X) - 600) / 12
+    assert np.abs(unscaled - years).max() > 2e-2 * y.std()
+
+
+def test_network_state_from_before_the_output_scaling_loads_as_identity():
+    from slicelearn.nn import SliceNet
+
+    net = SliceNet("cnn2d", pooling="mean", position_embedding=None)
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("output_")}
+    net.output_shift.fill_(5.0)
+    net.output_scale.fill_(3.0)
+    net.load_state_dict(state)
+    assert float(net.output_shift) == 0.0 and float(net.output_scale) == 1.0
 
 
 def test_regressor_two_dimensional_targets(small_volumes):
@@ -153,12 +185,6 @@ def test_networks_start_at_the_class_prior(small_volumes, y):
         np.testing.assert_allclose(bias, np.log(prior[1:] / prior[:1]), rtol=1e-6)
     else:  # softmax of the log priors is the prior
         np.testing.assert_allclose(np.exp(bias) / np.exp(bias).sum(), prior, rtol=1e-6)
-
-
-def test_regressor_output_bias_starts_at_the_training_mean(small_volumes):
-    X, y = small_volumes
-    est = SliceCNNRegressor(**fast_params(max_epochs=0, train_split=None)).fit(X, y)
-    assert est.module_.output_layer.bias.item() == pytest.approx(y.mean(), rel=1e-6)
 
 
 def test_class_prior_is_finite_for_a_class_missing_from_y(small_volumes):

@@ -413,6 +413,13 @@ class SliceNet(nn.Module):
             )
         else:
             self.head = nn.Sequential(nn.Linear(embed_dim, n_outputs))
+        # The head's output in the target's units: ``head * output_scale +
+        # output_shift``. A regressor sets these to its training targets' mean
+        # and standard deviation, so the head works in standard units: Adam
+        # moves each weight by about ``lr`` a step whatever the loss's scale,
+        # and a head in years had to grow its weights ~16-fold first.
+        self.register_buffer("output_shift", torch.zeros(n_outputs))
+        self.register_buffer("output_scale", torch.ones(n_outputs))
         if freeze_encoder:
             self.frozen_part.requires_grad_(False)
             self.frozen_part.eval()
@@ -421,8 +428,18 @@ class SliceNet(nn.Module):
 
     @property
     def output_layer(self) -> nn.Linear:
-        """The last linear layer, whose bias a regressor sets to the target mean."""
+        """The head's last linear layer (before ``output_scale`` and ``output_shift``)."""
         return self.head[-1]
+
+    # Version 2 added output_shift and output_scale; a version-1 state (no
+    # such buffers) loads with the identity, which is what it computed.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        if local_metadata.get("version", 1) < 2:
+            for name, fill in (("output_shift", 0.0), ("output_scale", 1.0)):
+                state_dict.setdefault(prefix + name, torch.full_like(getattr(self, name), fill))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     @property
     def frozen_part(self) -> nn.Module:
@@ -589,7 +606,7 @@ class SliceNet(nn.Module):
         volume's tokens may be given: the pooling is over the set.
         """
         pooled, attention = self.pooling(tokens)
-        return self.head(pooled), attention
+        return self.head(pooled) * self.output_scale + self.output_shift, attention
 
     def _sampled(self, n_slices: int, batch: int, device) -> torch.Tensor | None:
         """Random sorted slice indices ``(B, k)`` for a training step, or None for all."""
