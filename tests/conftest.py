@@ -27,8 +27,16 @@ class TinyEncoder(nn.Module):
         return self.features(x)
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker a core, at most 4 (each holds its own torch and models)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
 @pytest.fixture(autouse=True)
-def _two_threads():
+def _one_torch_thread():
     # One thread: the test models are tiny, and busy-waiting OpenMP threads
     # slow to a crawl when another process shares the two cores.
     torch.set_num_threads(1)

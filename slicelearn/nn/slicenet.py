@@ -315,6 +315,15 @@ class SliceNet(nn.Module):
         batch norms are folded into the preceding convolutions (exact up to
         float rounding; rebuilt whenever the weights change).
 
+    Attributes
+    ----------
+    output_shift, output_scale : torch.Tensor of shape (n_outputs,)
+        Fixed buffers (saved with the weights, not trained): the prediction is
+        ``head(pooled) * output_scale + output_shift``. Identity by default;
+        :class:`~slicelearn.SliceCNNRegressor` sets them to its training
+        targets' mean and standard deviation, so the head works in standard
+        units.
+
     Examples
     --------
     >>> import torch
