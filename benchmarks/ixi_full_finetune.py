@@ -273,8 +273,8 @@ def mae(predicted: np.ndarray, truth: np.ndarray) -> float:
     return round(float(np.abs(np.asarray(predicted) - truth).mean()), 3)
 
 
-def table(path: Path) -> None:
-    """Per seed: each model's pooled MAE over its folds, and over the folds every model ran."""
+def table(path: Path) -> list[str]:
+    """Per seed: each model's pooled MAE over its folds, and the ridge readout's on those folds."""
     from collections import defaultdict
 
     from sklearn.model_selection import KFold
@@ -287,27 +287,39 @@ def table(path: Path) -> None:
     by = defaultdict(dict)
     for row in rows:
         by[(row["model"], row["seed"])][row["fold"]] = row
-    seeds = sorted({seed for _, seed in by})
-    print("| seed | model | folds run | fold MAEs | pooled MAE | on the folds all models ran |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for seed in seeds:
+    lines = [
+        "| seed | model | folds run | fold MAEs | pooled MAE | ridge readout, same folds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for seed in sorted({seed for _, seed in by}):
         splits = list(KFold(5, shuffle=True, random_state=seed).split(ages))
-        models = sorted(model for model, s in by if s == seed)
-        common = set.intersection(*(set(by[(m, seed)]) for m in models))
+        ridge = by.get(("ridge readout", seed), {})
 
         def pooled(folds: dict, keep, splits=splits) -> float:
             errors = [np.asarray(folds[f]["predicted"]) - ages[splits[f][1]] for f in sorted(keep)]
             return float(np.abs(np.concatenate(errors)).mean()) if errors else float("nan")
 
-        for model in models:
+        for model in sorted(model for model, s in by if s == seed):
             folds = by[(model, seed)]
             fold_maes = ", ".join(f"{folds[f]['mae']:.2f}" for f in sorted(folds))
             mark = "" if len(folds) == 5 else " (partial)"
-            print(
+            same = set(folds) & set(ridge)
+            lines.append(
                 f"| {seed} | {model} | {len(folds)} of 5{mark} | {fold_maes} | "
-                f"{pooled(folds, folds):.2f} | {pooled(folds, common):.2f} "
-                f"({len(common)} folds) |"
+                f"{pooled(folds, folds):.2f} | {pooled(ridge, same):.2f} ({len(same)} folds) |"
             )
+    return lines
+
+
+def write_into(document: Path, lines: list[str], stamp: str) -> None:
+    """Replace the table between ``<!-- full-finetune-table -->`` markers of ``document``."""
+    begin, end = "<!-- full-finetune-table -->", "<!-- /full-finetune-table -->"
+    text = document.read_text()
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    if not tail and end not in rest:
+        raise ValueError(f"{document} has no {begin} ... {end} block.")
+    document.write_text(head + begin + "\n" + stamp + "\n\n" + "\n".join(lines) + "\n" + end + tail)
 
 
 def main() -> None:
@@ -327,9 +339,14 @@ def main() -> None:
     parser.add_argument(
         "--table", type=Path, default=None, help="print the table of a results file"
     )
+    parser.add_argument("--docs", type=Path, help="with --table: write it into this Markdown file")
+    parser.add_argument("--stamp", default="", help="with --docs: the line above the table")
     args = parser.parse_args()
     if args.table:
-        table(args.table)
+        lines = table(args.table)
+        print("\n".join(lines))
+        if args.docs:
+            write_into(args.docs, lines, args.stamp)
     else:
         run(args)
 

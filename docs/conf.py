@@ -50,8 +50,9 @@ plot_formats = [("png", 110)]
 
 # The gallery runs every examples/plot_*.py at build time (a few minutes on a
 # CPU) and skips scripts unchanged since the last build in this checkout.
-# SLICELEARN_GALLERY=0 renders the scripts without running them;
-# SLICELEARN_GALLERY=rerun runs every script again (the test suite does).
+# SLICELEARN_GALLERY=0 renders the scripts without running them (the test
+# suite does, and runs each script in a test of its own);
+# SLICELEARN_GALLERY=rerun runs every script again.
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",

@@ -35,6 +35,20 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(4, cores or 1))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _data_home_of_the_suite(tmp_path_factory):
+    """Caches go to a temporary data home, never the user's (subprocesses inherit it)."""
+    import os
+
+    previous = os.environ.get("SLICELEARN_DATA")
+    os.environ["SLICELEARN_DATA"] = str(tmp_path_factory.mktemp("slicelearn_data"))
+    yield
+    if previous is None:
+        os.environ.pop("SLICELEARN_DATA", None)
+    else:
+        os.environ["SLICELEARN_DATA"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     # One thread: the test models are tiny, and busy-waiting OpenMP threads

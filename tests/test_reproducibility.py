@@ -98,7 +98,8 @@ def test_a_raw_ixi_scan_gives_the_same_volume_and_prediction_in_every_process(tm
     outputs = []
     for run in (1, 2):
         out = tmp_path / f"predicted{run}.csv"
-        _slicelearn("predict", "--model", model, "--data", table, "--out", out)
+        # From the volumes cached above (their bytes are checked): the model's part.
+        _slicelearn("predict", "--model", model, *common[2:], "--data", table, "--out", out)
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
 
@@ -109,11 +110,13 @@ def test_predictions_repeat_exactly_across_processes(tmp_path):
     pd.DataFrame({"path": paths, "age": np.linspace(20, 80, 10)}).to_csv(table, index=False)
     fast = ["--grid", "none", "--skull-strip", "none", "--registration", "none"]
     model = tmp_path / "m.slm"
-    _slicelearn("fit", "--data", table, "--target", "age", "--out", model, "--no-progress", *fast)
+    cache = ["--cache-dir", tmp_path / "cache"]  # not the user's data home
+    fit = ["fit", "--data", table, "--target", "age", "--out", model, "--no-progress"]
+    _slicelearn(*fit, *fast, *cache)
     outputs = []
     for run in (1, 2):
         out = tmp_path / f"p{run}.csv"
-        _slicelearn("predict", "--model", model, "--data", table, "--out", out)
+        _slicelearn("predict", "--model", model, "--data", table, "--out", out, *cache)
         outputs.append(pd.read_csv(out)["predicted_age"].to_numpy())
     np.testing.assert_array_equal(outputs[0], outputs[1])
 

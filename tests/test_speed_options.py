@@ -187,7 +187,7 @@ def test_crop_empty_slices_keeps_the_occupied_range_with_true_positions():
         net = est.module_
         features = net.encode_slices(net.to_slices(torch.as_tensor(X)))
         positions = torch.arange(2, 10).expand(len(X), -1)
-        expected = net.head(net.pooling(net.embed_features(features, positions))[0])
+        expected = net.predict_from_tokens(net.embed_features(features, positions))[0]
     np.testing.assert_allclose(est.predict(X), expected.numpy().ravel(), rtol=1e-5)
     assert SliceCNNRegressor(**fast_params()).fit(X, y).get_params()["crop_empty_slices"] is False
 
@@ -212,7 +212,7 @@ def test_crop_to_content_keeps_the_brain_box_with_true_positions():
         )
         features = net.encode_slices(box)
         positions = torch.arange(2, 10).expand(len(X), -1)
-        expected = net.head(net.pooling(net.embed_features(features, positions))[0])
+        expected = net.predict_from_tokens(net.embed_features(features, positions))[0]
     np.testing.assert_allclose(est.predict(X), expected.numpy().ravel(), rtol=1e-5)
     # Content outside the box does not reach the network.
     moved = X.copy()
