@@ -69,19 +69,22 @@ ABLATIONS = {
 }
 
 
-def fine_tuned(seed: int, threads: int, **changes):
+def fine_tuned(seed: int, threads: int, task: str = "age", **changes):
     import torch
 
-    from slicelearn import SliceCNNRegressor
+    from slicelearn import SliceCNNClassifier, SliceCNNRegressor
 
     torch.set_num_threads(threads)
-    return SliceCNNRegressor(**full_fine_tuning(**changes), random_state=seed, verbose=0)
+    estimator = SliceCNNRegressor if task == "age" else SliceCNNClassifier
+    return estimator(**full_fine_tuning(**changes), random_state=seed, verbose=0)
 
 
-def ridge_readout():
-    from slicelearn import SliceLinearRegressor
+def ridge_readout(task: str = "age"):
+    """The command line's default model: ridge (age) or logistic regression (sex)."""
+    from slicelearn import SliceLinearClassifier, SliceLinearRegressor
 
-    return SliceLinearRegressor(
+    readout = SliceLinearRegressor if task == "age" else SliceLinearClassifier
+    return readout(
         encoder="efficientnet_lite0",
         weights="imagenet",
         feature_layer="blocks.3",
@@ -105,19 +108,62 @@ def voxel_matrix(volumes: np.ndarray) -> np.ndarray:
     return matrix[:, brain]
 
 
-def voxel_ridge():
-    from sklearn.linear_model import RidgeCV
+def voxel_ridge(task: str = "age"):
+    """Ridge (age) or L2 logistic regression (sex) on the voxels, the penalty chosen inside."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 
-    return RidgeCV(alphas=np.logspace(0, 7, 29))
+    if task == "age":
+        return RidgeCV(alphas=np.logspace(0, 7, 29))
+    return LogisticRegressionCV(Cs=np.logspace(-7, 0, 15), scoring="neg_log_loss", max_iter=5000)
+
+
+#: Per task: the target column, the score and the fold splitter. Age rows keep
+#: the keys they had before sex was added (no task in the key).
+TASKS = {
+    "age": {
+        "column": 0,
+        "score": "mae",
+        "key": "",
+        "readout": "ridge readout",
+        "voxels": "voxel ridge",
+    },
+    "sex": {
+        "column": 1,
+        "score": "auc",
+        "key": "sex|",
+        "readout": "logistic readout",
+        "voxels": "voxel logistic",
+    },
+}
+
+
+def score(task: str, predicted: np.ndarray, truth: np.ndarray) -> float:
+    """MAE in years (age) or ROC-AUC of P(male) (sex)."""
+    if task == "age":
+        return mae(predicted, truth)
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(truth == "M", predicted)), 4)
+
+
+def splits(task: str, seed: int, y: np.ndarray):
+    """The outer folds: shuffled 5-fold (age), stratified by sex (sex), as the readout repeats."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    splitter = KFold if task == "age" else StratifiedKFold
+    return splitter(5, shuffle=True, random_state=seed).split(y, y)
 
 
 def load(args) -> tuple[np.ndarray, np.ndarray, str]:
+    """The volumes, the target of ``args.task`` (ages, or "F"/"M") and the input's name."""
     from slicelearn.data import read_cohort
 
     _, labels = read_cohort(args.ixi / "participants.tsv", target=["age", "sex"])
     volumes = np.load(args.volumes).astype(np.float32)
     digest = hashlib.sha256(volumes.tobytes()).hexdigest()[:12]
-    return volumes, labels[:, 0].astype(np.float64), f"{args.volumes.stem}@{digest}"
+    target = labels[:, TASKS[args.task]["column"]]
+    target = target.astype(np.float64) if args.task == "age" else target.astype(str)
+    return volumes, target, f"{args.volumes.stem}@{digest}"
 
 
 def read_rows(out: Path) -> dict[str, dict]:
@@ -148,7 +194,11 @@ def run(args) -> None:
     """
     from sklearn.model_selection import KFold
 
+    task = args.task
+    if args.nested and task != "age":
+        raise SystemExit("--nested chooses the regressor's head units: it applies to --task age.")
     volumes, ages, source = load(args)
+    source = TASKS[task]["key"] + source
     voxels = voxel_matrix(volumes)
     done = read_rows(args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,8 +216,13 @@ def run(args) -> None:
         begin = time.perf_counter()
         estimator = build().fit(X[train], ages[train])
         fit_seconds = time.perf_counter() - begin
-        predicted = np.asarray(estimator.predict(X[test]), dtype=np.float64)
-        row = {"key": key, "model": label, **base, "mae": mae(predicted, ages[test])}
+        if task == "age":
+            predicted = np.asarray(estimator.predict(X[test]), dtype=np.float64)
+        else:  # P(male), the column of "M" in the estimator's classes
+            classes = list(estimator.classes_)
+            predicted = estimator.predict_proba(X[test])[:, classes.index("M")]
+        metric = TASKS[task]["score"]
+        row = {"key": key, "model": label, **base, metric: score(task, predicted, ages[test])}
         row["fit_seconds"] = round(fit_seconds, 1)
         row["predict_seconds"] = round(time.perf_counter() - begin - fit_seconds, 1)
         record({**row, **extra, "predicted": [round(float(v), 3) for v in predicted]})
@@ -175,27 +230,28 @@ def run(args) -> None:
 
     def tuned(label, change, seed, train, test, base, stage=""):
         key = f"{source}|{stage}{label}|seed{seed}|fold{base['fold']}|{recipe_key(change)}"
-        build = lambda: fine_tuned(seed, args.threads, **change)  # noqa: E731
+        build = lambda: fine_tuned(seed, args.threads, task, **change)  # noqa: E731
         recipe = {**RECIPE, **change}
         return fitted(key, label, build, volumes, train, test, base, recipe=recipe)
 
-    configs = {"fine-tuned": CANDIDATES["fine-tuned"]}
+    configs = {"fine-tuned": CANDIDATES["fine-tuned"] if task == "age" else {}}
     if args.ablations:
         configs = {
             f"fine-tuned, {name}": {**CANDIDATES["fine-tuned, scaled target"], **change}
             for name, change in ABLATIONS.items()
         }
     for seed in args.seeds:
-        folds = KFold(5, shuffle=True, random_state=seed).split(volumes)
-        for fold, (train, test) in enumerate(folds):
+        for fold, (train, test) in enumerate(splits(task, seed, ages)):
             base = {"input": source, "seed": seed, "fold": fold, "n_train": len(train)}
+            if task != "age":
+                base["task"] = task
             predicted = {
                 label: fitted(
                     f"{source}|{label}|seed{seed}|fold{fold}", label, build, X, train, test, base
                 )
                 for label, build, X in [
-                    ("ridge readout", ridge_readout, volumes),
-                    ("voxel ridge", voxel_ridge, voxels),
+                    (TASKS[task]["readout"], lambda: ridge_readout(task), volumes),
+                    (TASKS[task]["voxels"], lambda: voxel_ridge(task), voxels),
                 ]
             }
             if not args.nested:
@@ -238,26 +294,27 @@ def run(args) -> None:
                             "predicted": values,
                         }
                     )
+            readout = TASKS[task]["readout"]
             for label in [name for name in predicted if name.startswith("fine-tuned")]:
-                key = f"{source}|{label} + ridge readout|seed{seed}|fold{fold}"
+                key = f"{source}|{label} + {readout}|seed{seed}|fold{fold}"
                 if key in done:
                     continue
-                average = (predicted[label] + predicted["ridge readout"]) / 2
+                average = (predicted[label] + predicted[readout]) / 2
                 record(
                     {
                         "key": key,
-                        "model": f"{label} + ridge readout",
+                        "model": f"{label} + {readout}",
                         **base,
-                        "mae": mae(average, ages[test]),
+                        TASKS[task]["score"]: score(task, average, ages[test]),
                         "predicted": [round(float(v), 3) for v in average],
                     }
                 )
     if args.fit_all:
-        change = CANDIDATES["fine-tuned, scaled target"]
+        change = CANDIDATES["fine-tuned, scaled target"] if task == "age" else {}
         key = f"{source}|fit_all|" + recipe_key(change)
         if key not in done:
             begin = time.perf_counter()
-            fine_tuned(args.seeds[0], args.threads, **change).fit(volumes, ages)
+            fine_tuned(args.seeds[0], args.threads, task, **change).fit(volumes, ages)
             record(
                 {
                     "key": key,
@@ -273,40 +330,50 @@ def mae(predicted: np.ndarray, truth: np.ndarray) -> float:
     return round(float(np.abs(np.asarray(predicted) - truth).mean()), 3)
 
 
-def table(path: Path) -> list[str]:
-    """Per seed: each model's pooled MAE over its folds, and the ridge readout's on those folds."""
+def table(path: Path, task: str = "age") -> list[str]:
+    """Per seed: each model's pooled score over its folds, and the readout's on those folds."""
     from collections import defaultdict
-
-    from sklearn.model_selection import KFold
 
     from slicelearn.data import read_cohort
 
     _, labels = read_cohort(IXI / "participants.tsv", target=["age", "sex"])
-    ages = labels[:, 0].astype(np.float64)
-    rows = [r for r in read_rows(path).values() if "fold" in r and r.get("stage") != "inner"]
+    y = labels[:, TASKS[task]["column"]]
+    y = y.astype(np.float64) if task == "age" else y.astype(str)
+    rows = [
+        r
+        for r in read_rows(path).values()
+        if "fold" in r and r.get("stage") != "inner" and r.get("task", "age") == task
+    ]
     by = defaultdict(dict)
     for row in rows:
         by[(row["model"], row["seed"])][row["fold"]] = row
+    metric, readout = TASKS[task]["score"], TASKS[task]["readout"]
+    name = "MAE" if metric == "mae" else "ROC-AUC"
     lines = [
-        "| seed | model | folds run | fold MAEs | pooled MAE | ridge readout, same folds |",
+        f"| seed | model | folds run | fold {name}s | pooled {name} | {readout}, same folds |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for seed in sorted({seed for _, seed in by}):
-        splits = list(KFold(5, shuffle=True, random_state=seed).split(ages))
-        ridge = by.get(("ridge readout", seed), {})
+        tests = [test for _, test in splits(task, seed, y)]
+        baseline = by.get((readout, seed), {})
 
-        def pooled(folds: dict, keep, splits=splits) -> float:
-            errors = [np.asarray(folds[f]["predicted"]) - ages[splits[f][1]] for f in sorted(keep)]
-            return float(np.abs(np.concatenate(errors)).mean()) if errors else float("nan")
+        def pooled(folds: dict, keep, tests=tests) -> float:
+            if not keep:
+                return float("nan")
+            keep = sorted(keep)
+            predicted = np.concatenate([np.asarray(folds[f]["predicted"]) for f in keep])
+            return score(task, predicted, np.concatenate([y[tests[f]] for f in keep]))
 
+        digits = 2 if metric == "mae" else 3
         for model in sorted(model for model, s in by if s == seed):
             folds = by[(model, seed)]
-            fold_maes = ", ".join(f"{folds[f]['mae']:.2f}" for f in sorted(folds))
+            per_fold = ", ".join(f"{folds[f][metric]:.{digits}f}" for f in sorted(folds))
             mark = "" if len(folds) == 5 else " (partial)"
-            same = set(folds) & set(ridge)
+            same = set(folds) & set(baseline)
             lines.append(
-                f"| {seed} | {model} | {len(folds)} of 5{mark} | {fold_maes} | "
-                f"{pooled(folds, folds):.2f} | {pooled(ridge, same):.2f} ({len(same)} folds) |"
+                f"| {seed} | {model} | {len(folds)} of 5{mark} | {per_fold} | "
+                f"{pooled(folds, folds):.{digits}f} | {pooled(baseline, same):.{digits}f} "
+                f"({len(same)} folds) |"
             )
     return lines
 
@@ -330,6 +397,9 @@ def main() -> None:
         "--out", type=Path, default=Path("benchmarks/results/ixi_full_finetune.jsonl")
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--task", choices=list(TASKS), default="age", help="brain age (MAE) or sex (ROC-AUC)"
+    )
     parser.add_argument("--ablations", action="store_true", help="the paper's ablations instead")
     parser.add_argument("--fit-all", action="store_true", help="then time a fit on all scans")
     parser.add_argument(
@@ -343,7 +413,7 @@ def main() -> None:
     parser.add_argument("--stamp", default="", help="with --docs: the line above the table")
     args = parser.parse_args()
     if args.table:
-        lines = table(args.table)
+        lines = table(args.table, args.task)
         print("\n".join(lines))
         if args.docs:
             write_into(args.docs, lines, args.stamp)

@@ -605,6 +605,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 f"{model_path} was trained on scans with given brain masks; give these "
                 "scans' masks too (--mask-column, or BIDS derivatives)."
             )
+    if preprocessor is not None:
+        # The cache is this machine's, not the one the model was trained on
+        # (read when used: the preprocessor's fitted state does not depend on it).
+        preprocessor.set_params(cache_dir=None if args.cache_dir == "none" else args.cache_dir)
     if preprocessor is not None and cohort.masks is not None:
         preprocessor.set_params(mask=dict(zip(cohort.paths, cohort.masks)))
         preprocessor.fit(cohort.paths)
@@ -1038,7 +1042,11 @@ def _preprocessing_options(parser: argparse.ArgumentParser) -> None:
         "(pip install 'slicelearn[registration-ants]'); dipy: about 40 s, also whole heads "
         "(pip install 'slicelearn[registration]')",
     )
-    prep.add_argument(
+    _cache_option(prep)
+
+
+def _cache_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
         "--cache-dir",
         default="auto",
         help="preprocessed-volume cache, shared by preprocess, evaluate, fit and predict: auto "
@@ -1138,6 +1146,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--workers", type=int, default=0, help="processes that read and preprocess scans"
     )
+    _cache_option(predict)
     _progress_option(predict)
     predict.set_defaults(handler=cmd_predict)
 

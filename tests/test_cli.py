@@ -500,3 +500,27 @@ def test_predict_warns_about_scans_unlike_the_training_scans(cohort, tmp_path, c
     assert main(["predict", "--model", str(model), "--data", str(table), "--out", str(out)]) == 0
     error = capsys.readouterr().err
     assert "odd-01 is far from the training scans: p99" in error and "voxel_mm" not in error
+
+
+def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path, monkeypatch):
+    paths = write_scans(tmp_path, n=6, shape=(40, 48, 40), affine=np.diag([4.0, 4.0, 4.0, 1.0]))
+    table = tmp_path / "cohort.csv"
+    pd.DataFrame({"path": paths, "age": np.linspace(30, 70, 6)}).to_csv(table, index=False)
+    prep = ["--grid", "mni152", "--skull-strip", "none", "--registration", "none"]
+    trained_on = tmp_path / "training_machine_cache"
+    model = tmp_path / "m.slm"
+    fit = ["fit", "--data", table, "--target", "age", "--out", model, "--no-progress"]
+    assert main([str(a) for a in [*fit, *prep, "--cache-dir", trained_on]]) == 0
+    trained_entries = sorted(trained_on.rglob("*.npy"))
+    assert len(trained_entries) == 6
+    here = tmp_path / "this_machine_cache"
+    out = tmp_path / "predicted.csv"
+    predict = ["predict", "--model", model, "--data", table, "--out", out, "--cache-dir", here]
+    assert main([str(a) for a in predict]) == 0
+    assert len(list(here.rglob("*.npy"))) == 6  # preprocessed into the cache given here
+    assert sorted(trained_on.rglob("*.npy")) == trained_entries
+    # Without the option: the data home's cache.
+    monkeypatch.setenv("SLICELEARN_DATA", str(tmp_path / "home"))
+    assert main([str(a) for a in predict[:-2]]) == 0
+    assert len(list((tmp_path / "home" / "cache").rglob("*.npy"))) == 6
+    assert sorted(trained_on.rglob("*.npy")) == trained_entries
