@@ -8,6 +8,10 @@ The layout follows the architecture:
   :class:`SliceCNNClassifier`, skorch-based scikit-learn estimators;
 - :mod:`slicelearn.readout`: :class:`SliceLinearRegressor` and
   :class:`SliceLinearClassifier`, linear readouts of frozen slice features;
+- :mod:`slicelearn.voxels`: :class:`VoxelLinearRegressor` and
+  :class:`VoxelLinearClassifier`, linear readouts of the voxels (the baseline);
+- :mod:`slicelearn.ensemble`: :class:`EnsembleRegressor` and
+  :class:`EnsembleClassifier`, several models averaged or stacked;
 - :mod:`slicelearn.brain_age`: :class:`BiasCorrectedRegressor`, brain age
   corrected for regression to the mean;
 - :mod:`slicelearn.inspection`: where a fitted model looks, as NIfTI maps;
@@ -19,18 +23,24 @@ The layout follows the architecture:
 """
 
 from .brain_age import BiasCorrectedRegressor
+from .ensemble import EnsembleClassifier, EnsembleRegressor
 from .estimators import SliceCNNClassifier, SliceCNNRegressor
 from .nn import SliceNet
 from .readout import SliceLinearClassifier, SliceLinearRegressor
+from .voxels import VoxelLinearClassifier, VoxelLinearRegressor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BiasCorrectedRegressor",
+    "EnsembleClassifier",
+    "EnsembleRegressor",
     "SliceCNNClassifier",
     "SliceCNNRegressor",
     "SliceLinearClassifier",
     "SliceLinearRegressor",
     "SliceNet",
+    "VoxelLinearClassifier",
+    "VoxelLinearRegressor",
     "__version__",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -46,6 +47,13 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     if any(name.startswith("MALLOC_") for name in os.environ) or os.environ.get("LD_PRELOAD"):
         return None
+    return _loaded_glibc()
+
+
+@functools.cache
+def _loaded_glibc() -> ctypes.CDLL | None:
+    # Looked up once: find_library runs ldconfig in a subprocess, and every
+    # prediction (each epoch's validation scoring, too) enters the block below.
     name = ctypes.util.find_library("c")
     if not name:
         return None

@@ -15,7 +15,6 @@ Add skorch's ``EarlyStopping`` through ``callbacks`` to stop early as well.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import inspect
 import os
@@ -55,12 +54,18 @@ class RestoreBestWeights(Callback):
     def on_epoch_end(self, net, **kwargs) -> None:
         if net.history[-1].get(f"{self.monitor}_best"):
             self.best_epoch_ = net.history[-1, "epoch"]
-            self.best_state_ = copy.deepcopy(net.module_.state_dict())
+            # Parameters that do not train (a frozen encoder's) cannot change,
+            # so only the rest is copied at each improvement.
+            self.best_state_ = {
+                name: value.detach().clone()
+                for name, value in net.module_.state_dict(keep_vars=True).items()
+                if not (isinstance(value, nn.Parameter) and not value.requires_grad)
+            }
 
     def on_train_end(self, net, **kwargs) -> None:
         if self.best_state_ is None or self.best_epoch_ == net.history[-1, "epoch"]:
             return
-        net.module_.load_state_dict(self.best_state_)
+        net.module_.load_state_dict(self.best_state_, strict=False)
         if net.verbose:
             print(f"Restored the weights of epoch {self.best_epoch_} (best {self.monitor}).")
 

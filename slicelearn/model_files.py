@@ -7,8 +7,12 @@ slicelearn model file (``.slm``) is a zip archive holding only data:
   attributes (slice count, volume shape, target mean or classes, the
   preprocessing recipe), its training history, and the versions of
   slicelearn, torch, skorch, scikit-learn and numpy it was saved with;
-- ``weights.safetensors``: the network's tensors (the safetensors format
-  stores tensors and nothing else).
+- ``weights.safetensors``: the network's tensors, or a linear readout's
+  fitted arrays (the safetensors format stores tensors and nothing else).
+
+An ensemble (:class:`~slicelearn.ensemble.EnsembleRegressor`) is stored as
+its combination weights plus each member described as above, its tensors
+under ``members.<i>.``.
 
 Parameters are stored as JSON values. Classes and functions (``optimizer=``,
 ``criterion=``) are stored by import name and loaded only from an allow-list
@@ -68,15 +72,38 @@ _NETWORKS = (
     "slicelearn.estimators.SliceCNNRegressor",
     "slicelearn.estimators.SliceCNNClassifier",
 )
-# Linear readouts of a frozen encoder: their fitted arrays go in the tensor
-# file, the encoder is rebuilt from its (ImageNet) weights and checked by digest.
-_READOUTS = (
-    "slicelearn.readout.SliceLinearRegressor",
-    "slicelearn.readout.SliceLinearClassifier",
-)
-_ESTIMATORS = _NETWORKS + _READOUTS
-_READOUT_ARRAYS = ("feature_mean_", "feature_scale_", "coef_", "intercept_", "slice_feature_mean_")
+# Linear readouts: their fitted arrays go in the tensor file; a slice readout's
+# frozen encoder is rebuilt from its (ImageNet) weights and checked by digest.
+_READOUT_ARRAYS = {
+    "slicelearn.readout.SliceLinearRegressor": (
+        "feature_mean_",
+        "feature_scale_",
+        "coef_",
+        "intercept_",
+        "slice_feature_mean_",
+    ),
+    "slicelearn.voxels.VoxelLinearRegressor": (
+        "feature_mean_",
+        "coef_",
+        "intercept_",
+        "voxel_mask_",
+    ),
+}
+_READOUT_ARRAYS["slicelearn.readout.SliceLinearClassifier"] = _READOUT_ARRAYS[
+    "slicelearn.readout.SliceLinearRegressor"
+]
+_READOUT_ARRAYS["slicelearn.voxels.VoxelLinearClassifier"] = _READOUT_ARRAYS[
+    "slicelearn.voxels.VoxelLinearRegressor"
+]
+_READOUTS = tuple(_READOUT_ARRAYS)
 _READOUT_VALUES = ("volume_shape_", "encoder_digest_", "n_features_", "alpha_", "C_")
+# Ensembles: their members are stored one by one, each like a model of its own.
+_ENSEMBLES = (
+    "slicelearn.ensemble.EnsembleRegressor",
+    "slicelearn.ensemble.EnsembleClassifier",
+)
+_ENSEMBLE_ARRAYS = ("weights_", "intercept_", "stacker_coef_", "stacker_intercept_")
+_ESTIMATORS = _NETWORKS + _READOUTS + _ENSEMBLES
 # Fitted attributes stored in config.json (the network is in the weights).
 _FITTED = (
     "n_slices_",
@@ -190,7 +217,9 @@ def save_model(
 
     Parameters
     ----------
-    estimator : fitted SliceCNNRegressor, SliceCNNClassifier or SliceLinear* readout
+    estimator : fitted slicelearn estimator
+        A slice network (``SliceCNN*``), a linear readout (``SliceLinear*``,
+        ``VoxelLinear*``) or an ensemble of them (``Ensemble*``).
     path : path
         The file to write (``.slm`` by convention), atomically.
     metadata : dict, optional
@@ -221,25 +250,63 @@ def save_model(
     """
     from safetensors.torch import save as save_tensors
 
+    part, state = _pack(estimator, "")
+    config = {
+        "format": _FORMAT,
+        "format_version": FORMAT_VERSION,
+        **part,
+        "versions": _versions(),
+        "metadata": _encode(dict(metadata or {}), "metadata"),
+    }
+
+    def write(handle) -> None:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr("config.json", json.dumps(config, indent=1))
+            archive.writestr("weights.safetensors", save_tensors(state))
+
+    return write_atomic(path, write)
+
+
+def _is_fitted(estimator: Any, class_name: str) -> bool:
+    if class_name in _READOUTS:
+        return hasattr(estimator, "coef_")
+    if class_name in _ENSEMBLES:
+        return hasattr(estimator, "estimators_")
+    return getattr(estimator, "initialized_", False) and hasattr(estimator, "n_slices_")
+
+
+def _arrays(estimator: Any, names: tuple[str, ...], prefix: str) -> dict[str, torch.Tensor]:
+    # Fitted arrays may be views (a multi-class coef_ is one); safetensors
+    # stores contiguous memory only.
+    return {
+        prefix + name: torch.from_numpy(
+            np.ascontiguousarray(getattr(estimator, name), dtype=np.float64)
+        )
+        for name in names
+        if hasattr(estimator, name)
+    }
+
+
+def _pack(
+    estimator: Any, prefix: str, member: str = ""
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``config.json``'s part for one estimator, and its tensors under ``prefix``."""
     class_name = _name(type(estimator))
+    where = f" (the ensemble's member {member!r})" if member else ""
     if class_name not in _ESTIMATORS:
-        raise TypeError(f"save_model stores slicelearn's estimators, not {class_name}.")
-    readout = class_name in _READOUTS
-    fitted_yet = (
-        hasattr(estimator, "coef_")
-        if readout
-        else (getattr(estimator, "initialized_", False) and hasattr(estimator, "n_slices_"))
-    )
-    if not fitted_yet:
-        raise ValueError(f"{type(estimator).__name__} is not fitted yet: call fit first.")
+        raise TypeError(f"save_model stores slicelearn's estimators, not {class_name}{where}.")
+    if not _is_fitted(estimator, class_name):
+        raise ValueError(f"{type(estimator).__name__}{where} is not fitted yet: call fit first.")
+    ensemble = class_name in _ENSEMBLES
     params = {
         name: _encode(value, name)
         for name, value in estimator.get_params(deep=False).items()
-        if not name.startswith("_")
+        if not name.startswith("_") and not (ensemble and name == "estimators")
     }
+    fitted_names = () if ensemble else _READOUT_VALUES if class_name in _READOUTS else _FITTED
     fitted = {
         name: _encode(getattr(estimator, name), name)
-        for name in (_READOUT_VALUES if readout else _FITTED)
+        for name in fitted_names
         if hasattr(estimator, name)
     }
     if hasattr(estimator, "label_encoder_"):
@@ -255,36 +322,40 @@ def save_model(
         from .provenance import preprocessing_provenance
 
         provenance = preprocessing_provenance(preprocessor)
-    config = {
-        "format": _FORMAT,
-        "format_version": FORMAT_VERSION,
+    part: dict[str, Any] = {
         "class": class_name,
         "params": params,
         "fitted": fitted,
-        "history": [] if readout else _encode(list(estimator.history), "history"),
-        "versions": _versions(),
+        "history": [],
         "preprocessing_provenance": provenance,
-        "metadata": _encode(dict(metadata or {}), "metadata"),
     }
-    if readout:
-        state = {
-            # Fitted arrays may be views (a multi-class coef_ is one); safetensors
-            # stores contiguous memory only.
-            name: torch.from_numpy(np.ascontiguousarray(getattr(estimator, name), dtype=np.float64))
-            for name in _READOUT_ARRAYS
-        }
+    if ensemble:
+        part["members"] = []
+        state = _arrays(estimator, _ENSEMBLE_ARRAYS, prefix)
+        for index, ((name, _), member) in enumerate(
+            zip(estimator.estimators, estimator.estimators_)
+        ):
+            member_part, member_state = _pack(member, f"{prefix}members.{index}.", name)
+            part["members"].append({"name": name, **member_part})
+            state.update(member_state)
+        # What a user of the file needs to know is what preprocessed the scans.
+        part["preprocessing_provenance"] = next(
+            (
+                m["preprocessing_provenance"]
+                for m in part["members"]
+                if m["preprocessing_provenance"]
+            ),
+            None,
+        )
+    elif class_name in _READOUTS:
+        state = _arrays(estimator, _READOUT_ARRAYS[class_name], prefix)
     else:
+        part["history"] = _encode(list(estimator.history), "history")
         state = {
-            name: tensor.detach().cpu().contiguous().clone()
+            prefix + name: tensor.detach().cpu().contiguous().clone()
             for name, tensor in estimator.module_.state_dict().items()
         }
-
-    def write(handle) -> None:
-        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
-            archive.writestr("config.json", json.dumps(config, indent=1))
-            archive.writestr("weights.safetensors", save_tensors(state))
-
-    return write_atomic(path, write)
+    return part, state
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -356,8 +427,8 @@ def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = (
 
     Returns
     -------
-    SliceCNNRegressor, SliceCNNClassifier, SliceLinearRegressor or SliceLinearClassifier
-        Fitted, ready to predict.
+    estimator
+        The fitted slicelearn estimator that was saved, ready to predict.
 
     Raises
     ------
@@ -373,12 +444,44 @@ def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = (
     config = _read_config(path)
     with zipfile.ZipFile(path) as archive:
         weights = archive.read("weights.safetensors")
+    try:
+        tensors = load_tensors(weights)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{path} is damaged: its weights do not load ({exc}).") from exc
     saved = config.get("versions", {}).get("slicelearn", "unknown")
-    current = _versions()["slicelearn"]
-    trusted_names = frozenset(trusted)
-    cls = _resolve(config["class"], trusted_names)
-    estimator = cls(**{k: _decode(v, trusted_names) for k, v in config["params"].items()})
-    fitted = {k: _decode(v, trusted_names) for k, v in config["fitted"].items()}
+    return _unpack(config, tensors, "", frozenset(trusted), path, saved)
+
+
+def _unpack(
+    part: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    prefix: str,
+    trusted: frozenset[str],
+    path: Path,
+    saved: str,
+) -> Any:
+    """The fitted estimator that :func:`_pack` described as ``part``."""
+    class_name = part["class"]
+    if class_name not in _ESTIMATORS:
+        raise ValueError(f"{path} holds a {class_name!r}, not a slicelearn estimator.")
+    cls = _resolve(class_name, trusted)
+    params = {k: _decode(v, trusted) for k, v in part["params"].items()}
+    if class_name in _ENSEMBLES:
+        members = [
+            (
+                member["name"],
+                _unpack(member, tensors, f"{prefix}members.{i}.", trusted, path, saved),
+            )
+            for i, member in enumerate(part.get("members", []))
+        ]
+        from sklearn.base import clone
+
+        estimator = cls([(name, clone(member)) for name, member in members], **params)
+        estimator.estimators_ = [member for _, member in members]
+        estimator.named_estimators_ = dict(members)
+    else:
+        estimator = cls(**params)
+    fitted = {k: _decode(v, trusted) for k, v in part["fitted"].items()}
     classes = fitted.pop("classes_", None)
     if classes is not None:
         from sklearn.preprocessing import LabelEncoder
@@ -389,17 +492,19 @@ def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = (
     output_shape = fitted.pop("preprocessor_output_shape_", None)
     for name, value in fitted.items():
         setattr(estimator, name, value)
+    if class_name in _ENSEMBLES:
+        _set_arrays(estimator, _ENSEMBLE_ARRAYS, tensors, prefix, required=False)
+        if "intercept_" in vars(estimator) and np.ndim(estimator.intercept_) == 0:
+            estimator.intercept_ = float(estimator.intercept_)
+        return estimator
     if preprocessor is not None:
         preprocessor.fit(None)
         preprocessor.output_shape_ = output_shape
     estimator.preprocessor_ = preprocessor
-    if config["class"] in _READOUTS:
-        try:
-            arrays = {k: v.numpy() for k, v in load_tensors(weights).items()}
-            for name in _READOUT_ARRAYS:
-                setattr(estimator, name, arrays[name])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise ValueError(f"{path} is damaged: its readout arrays do not load ({exc}).") from exc
+    if class_name in _READOUTS:
+        _set_arrays(estimator, _READOUT_ARRAYS[class_name], tensors, prefix, path=path)
+        if "voxel_mask_" in vars(estimator):
+            estimator.voxel_mask_ = estimator.voxel_mask_.astype(bool)
         if "volume_shape_" in fitted:
             estimator.volume_shape_ = tuple(estimator.volume_shape_)
         return estimator
@@ -411,15 +516,32 @@ def load_model(path: str | os.PathLike, trusted: list[str] | tuple[str, ...] = (
         estimator.initialize()
     finally:
         estimator.weights = requested_weights
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
-        estimator.module_.load_state_dict(load_tensors(weights))
+        estimator.module_.load_state_dict(state)
     except (RuntimeError, ValueError) as exc:
         raise ValueError(
             f"{path} was saved by slicelearn {saved}; its weights do not fit the network "
-            f"that slicelearn {current} builds from its parameters: {exc}"
+            f"that slicelearn {_versions()['slicelearn']} builds from its parameters: {exc}"
         ) from exc
     estimator.module_.eval()
     from skorch.history import History
 
-    estimator.history = History(_decode(config.get("history", []), trusted_names))
+    estimator.history = History(_decode(part.get("history", []), trusted))
     return estimator
+
+
+def _set_arrays(
+    estimator: Any,
+    names: tuple[str, ...],
+    tensors: dict[str, torch.Tensor],
+    prefix: str,
+    required: bool = True,
+    path: Path | None = None,
+) -> None:
+    for name in names:
+        key = prefix + name
+        if key in tensors:
+            setattr(estimator, name, tensors[key].numpy())
+        elif required:
+            raise ValueError(f"{path} is damaged: its readout arrays lack {key!r}.")

@@ -53,7 +53,61 @@ def _axes(axis: str | Sequence[str]) -> tuple[str, ...]:
     return axes
 
 
-class _SliceLinearReadout(BaseEstimator):
+class _LinearReadout(BaseEstimator):
+    """Reading X, and the feature scaling, of every linear readout (slices or voxels).
+
+    A family derives from it and provides ``_training_rows(X, y, groups)``
+    (features, targets and subject groups of the training rows, fitted
+    attributes set) and ``_test_features(X)``; :class:`_RidgeReadout` and
+    :class:`_LogisticReadout` add the penalised model on top.
+    """
+
+    #: Divide each feature by its training SD (the slice features' scales
+    #: differ by orders of magnitude; voxels share one scale and keep it).
+    _scale_features = True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = True
+        return tags
+
+    def _volumes(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:
+        if isinstance(X, PreprocessedVolumes):
+            return X
+        if is_image_list(X):
+            items = list(X)
+            if reset:
+                template = self.preprocessing
+                if template is None:
+                    template = VolumePreprocessor(target=None, normalize=None, cache_dir=None)
+                self.preprocessor_ = clone(template).fit(items)
+            check_headers(items, same_shape=self.preprocessor_.keeps_native_grid)
+            return PreprocessedVolumes(items, self.preprocessor_)
+        if self.preprocessing is not None:
+            raise ValueError(
+                "preprocessing applies to NIfTI paths or images; an array carries no affine."
+            )
+        if reset:
+            self.preprocessor_ = None
+        return load_volumes(X)
+
+    def _standardized(self, features: np.ndarray) -> np.ndarray:
+        centred = features - self.feature_mean_
+        return centred / self.feature_scale_ if self._scale_features else centred
+
+    def _fit_scaler(self, features: np.ndarray) -> np.ndarray:
+        # float64, as the model file stores it: a loaded model predicts the same bits.
+        self.feature_mean_ = features.mean(axis=0, dtype=np.float64)
+        if self._scale_features:
+            scale = features.std(axis=0)
+            self.feature_scale_ = np.where(scale > 0, scale, 1.0)
+        self.n_features_ = features.shape[1]
+        return self._standardized(features)
+
+
+class _SliceLinearReadout(_LinearReadout):
     """Frozen slice features, averaged over slices, joined over axes: shared by both readouts."""
 
     def __init__(
@@ -89,13 +143,6 @@ class _SliceLinearReadout(BaseEstimator):
         self.num_workers = num_workers
         self.device = device
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.target_tags.required = True
-        return tags
-
     # -- features ----------------------------------------------------------------
     def _encoders(self) -> list[SliceNet]:
         """One frozen SliceNet per axis (only their encoders are used)."""
@@ -121,26 +168,6 @@ class _SliceLinearReadout(BaseEstimator):
                 )
             nets.append(net.eval())
         return nets
-
-    def _volumes(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:
-        if isinstance(X, PreprocessedVolumes):
-            return X
-        if is_image_list(X):
-            items = list(X)
-            if reset:
-                template = self.preprocessing
-                if template is None:
-                    template = VolumePreprocessor(target=None, normalize=None, cache_dir=None)
-                self.preprocessor_ = clone(template).fit(items)
-            check_headers(items, same_shape=self.preprocessor_.keeps_native_grid)
-            return PreprocessedVolumes(items, self.preprocessor_)
-        if self.preprocessing is not None:
-            raise ValueError(
-                "preprocessing applies to NIfTI paths or images; an array carries no affine."
-            )
-        if reset:
-            self.preprocessor_ = None
-        return load_volumes(X)
 
     def _check_input_params(self) -> None:
         smoothing = self.input_smoothing
@@ -275,16 +302,6 @@ class _SliceLinearReadout(BaseEstimator):
         coef = np.atleast_2d(self.coef_)[0, :width] / self.feature_scale_[:width]
         return np.abs((features - self.slice_feature_mean_) @ coef) / features.shape[1]
 
-    def _standardized(self, features: np.ndarray) -> np.ndarray:
-        return (features - self.feature_mean_) / self.feature_scale_
-
-    def _fit_scaler(self, features: np.ndarray) -> np.ndarray:
-        self.feature_mean_ = features.mean(axis=0)
-        scale = features.std(axis=0)
-        self.feature_scale_ = np.where(scale > 0, scale, 1.0)
-        self.n_features_ = features.shape[1]
-        return self._standardized(features)
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_nets", None)  # rebuilt from the parameters
@@ -308,96 +325,21 @@ def _targets(y: Any, n: int) -> np.ndarray:
     return y
 
 
-_READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
-        A named encoder of :func:`slicelearn.nn.build_encoder`, kept frozen.
-    weights : {"imagenet", None} or path, default="imagenet"
-    feature_layer : str or None, default="blocks.3"
-        Encoder layer the slice features come from (``None``: the last).
-    feature_grid : int, default=2
-        Each slice's feature map is average-pooled to this grid per side.
-    axis : str or tuple of str, default="sagittal"
-        Slicing axis, or several: their slice averages are joined.
-    standardize : bool, default=True
-        z-score every volume before slicing, as the slice networks do.
-    preprocessing : VolumePreprocessor or None, default=None
-        Applied to NIfTI paths or images (see :class:`~slicelearn.SliceCNNRegressor`).
-    input_smoothing : float, default=0.0
-        Gaussian smoothing (sigma, in voxels) of every volume before it is
-        sliced, at fit and at prediction. Frozen ImageNet features respond
-        strongly to fine texture: on IXI brain age, a readout of unsmoothed
-        2 mm volumes went from 6.4 to 18.8 years MAE when the test scans were
-        shifted by half a voxel (the blur of linear interpolation); one of
-        volumes smoothed with sigma 1 went from 6.4 to 6.8 (``docs/results.md``).
-    augmentation : VolumeAugmenter or None, default=None
-        Random flips, rotations, shifts and intensity fields
-        (:class:`~slicelearn.data.VolumeAugmenter`). With it, ``fit`` adds
-        ``augment_copies`` perturbed copies of every training volume as extra
-        rows (same target), and the penalty is chosen by 5-fold CV that keeps
-        a volume's copies with it. Each copy is seeded by the volume's content,
-        so its features are computed once per process and reused by every
-        fold; the cost is ``augment_copies`` extra encoder passes per volume.
-    augment_copies : int, default=4
-        Perturbed copies per training volume (used only with ``augmentation``).
-    test_time_augmentation : int, default=0
-        At prediction, average the features of each volume and of this many
-        of its perturbed copies (needs ``augmentation`` and training copies).
-        The readout is linear, so this averages the predictions (for a
-        classifier, the logits).
-    batch_size : int, default=8
-        Volumes per encoder pass.
-    num_workers : int, default=0
-        DataLoader workers reading and preprocessing scans.
-    device : str, default="cpu"
-"""
+def probabilities(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from logistic scores: ``(n,)`` for two classes, else ``(n, k)``."""
+    if scores.ndim == 1:
+        positive = 1 / (1 + np.exp(-scores))
+        return np.column_stack([1 - positive, positive])
+    scores = scores - scores.max(axis=1, keepdims=True)
+    odds = np.exp(scores)
+    return odds / odds.sum(axis=1, keepdims=True)
 
 
-class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
-    __doc__ = (
-        """Ridge regression on frozen ImageNet slice features, e.g. brain age.
+class _RidgeReadout(RegressorMixin):
+    """Ridge on a readout's training rows (the family supplies the rows)."""
 
-    Parameters
-    ----------
-"""
-        + _READOUT_PARAMS_DOC
-        + """    alphas : tuple of float, default=10**-1 ... 10**7 (17 values)
-        Ridge penalties; the one with the best leave-one-out error is kept
-        (5-fold CV over subjects with ``groups`` or ``augmentation``).
-
-    Attributes
-    ----------
-    alpha_ : float
-        The chosen penalty.
-    coef_ : ndarray of shape (n_features,)
-        Weights on the standardised features.
-    intercept_ : float
-    volume_shape_ : tuple of int
-
-    Examples
-    --------
-    >>> from slicelearn import SliceLinearRegressor
-    >>> from slicelearn.datasets import make_slice_position_task
-    >>> X, y = make_slice_position_task(n_subjects=20, random_state=0)
-    >>> est = SliceLinearRegressor(weights=None, feature_layer="blocks.1").fit(X, y)
-    >>> est.predict(X[:3]).shape
-    (3,)
-    """
-    )
-
-    def __init__(
-        self,
-        encoder: str = "efficientnet_lite0",
-        weights: str | None = "imagenet",
-        *,
-        alphas: Sequence[float] = DEFAULT_ALPHAS,
-        **params: Any,
-    ) -> None:
-        super().__init__(encoder, weights, **params)
-        self.alphas = alphas
-
-    __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
-
-    def fit(self, X: Any, y: Any, groups: Any = None) -> SliceLinearRegressor:
-        """Encode ``X`` once and fit the ridge readout to ``y``.
+    def fit(self, X: Any, y: Any, groups: Any = None) -> _RidgeReadout:
+        """Fit the ridge readout to ``y``, its penalty chosen by internal CV.
 
         With ``groups`` (the subject of each scan), the penalty is chosen by
         5-fold CV over subjects instead of leave-one-scan-out, so that no
@@ -410,8 +352,8 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
         if y.ndim != 1:
             raise ValueError(f"y must be 1D, got shape {y.shape}.")
         if not np.isfinite(y).all():
-            copies = self.augment_copies if self.augmentation is not None else 0
-            bad = int(np.flatnonzero(~np.isfinite(y))[0]) % (len(y) // (copies + 1))
+            # Copies of the training scans follow the scans, so the first bad row is a scan's.
+            bad = int(np.flatnonzero(~np.isfinite(y))[0])
             raise ValueError(f"y[{bad}] is NaN or infinite.")
         cv, scoring = None, None
         if groups is not None:
@@ -433,52 +375,11 @@ class SliceLinearRegressor(RegressorMixin, _SliceLinearReadout):
         return self._standardized(self._test_features(X)) @ self.coef_ + self.intercept_
 
 
-class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
-    __doc__ = (
-        """Logistic regression on frozen ImageNet slice features, e.g. AD vs CN.
+class _LogisticReadout(ClassifierMixin):
+    """Logistic regression on a readout's training rows (the family supplies the rows)."""
 
-    Parameters
-    ----------
-"""
-        + _READOUT_PARAMS_DOC
-        + """    Cs : tuple of float, default=10**-5 ... 10**1 (7 values)
-        Inverse penalties, chosen by stratified internal cross-validation
-        (log loss).
-
-    Attributes
-    ----------
-    classes_ : ndarray
-    C_ : float
-    coef_ : ndarray of shape (n_classes or 1, n_features)
-    intercept_ : ndarray
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from slicelearn import SliceLinearClassifier
-    >>> from slicelearn.datasets import make_slice_position_task
-    >>> X, k = make_slice_position_task(n_subjects=20, random_state=0)
-    >>> clf = SliceLinearClassifier(weights=None, feature_layer="blocks.1")
-    >>> clf.fit(X, np.where(k < 20, "early", "late")).predict_proba(X[:2]).shape
-    (2, 2)
-    """
-    )
-
-    def __init__(
-        self,
-        encoder: str = "efficientnet_lite0",
-        weights: str | None = "imagenet",
-        *,
-        Cs: Sequence[float] = DEFAULT_CS,
-        **params: Any,
-    ) -> None:
-        super().__init__(encoder, weights, **params)
-        self.Cs = Cs
-
-    __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
-
-    def fit(self, X: Any, y: Any, groups: Any = None) -> SliceLinearClassifier:
-        """Encode ``X`` once and fit the logistic readout to the labels ``y``.
+    def fit(self, X: Any, y: Any, groups: Any = None) -> _LogisticReadout:
+        """Fit the logistic readout to the labels ``y``, its penalty chosen by internal CV.
 
         With ``groups`` (the subject of each scan), the penalty's internal CV
         folds keep each subject's scans together.
@@ -534,14 +435,142 @@ class SliceLinearClassifier(ClassifierMixin, _SliceLinearReadout):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            positive = 1 / (1 + np.exp(-scores))
-            return np.column_stack([1 - positive, positive])
-        scores = scores - scores.max(axis=1, keepdims=True)
-        odds = np.exp(scores)
-        return odds / odds.sum(axis=1, keepdims=True)
+        return probabilities(self.decision_function(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+_READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
+        A named encoder of :func:`slicelearn.nn.build_encoder`, kept frozen.
+    weights : {"imagenet", None} or path, default="imagenet"
+    feature_layer : str or None, default="blocks.3"
+        Encoder layer the slice features come from (``None``: the last).
+    feature_grid : int, default=2
+        Each slice's feature map is average-pooled to this grid per side.
+    axis : str or tuple of str, default="sagittal"
+        Slicing axis, or several: their slice averages are joined.
+    standardize : bool, default=True
+        z-score every volume before slicing, as the slice networks do.
+    preprocessing : VolumePreprocessor or None, default=None
+        Applied to NIfTI paths or images (see :class:`~slicelearn.SliceCNNRegressor`).
+    input_smoothing : float, default=0.0
+        Gaussian smoothing (sigma, in voxels) of every volume before it is
+        sliced, at fit and at prediction. Frozen ImageNet features respond
+        strongly to fine texture: on IXI brain age, a readout of unsmoothed
+        2 mm volumes went from 6.4 to 18.8 years MAE when the test scans were
+        shifted by half a voxel (the blur of linear interpolation); one of
+        volumes smoothed with sigma 1 went from 6.4 to 6.8 (``docs/results.md``).
+    augmentation : VolumeAugmenter or None, default=None
+        Random flips, rotations, shifts and intensity fields
+        (:class:`~slicelearn.data.VolumeAugmenter`). With it, ``fit`` adds
+        ``augment_copies`` perturbed copies of every training volume as extra
+        rows (same target), and the penalty is chosen by 5-fold CV that keeps
+        a volume's copies with it. Each copy is seeded by the volume's content,
+        so its features are computed once per process and reused by every
+        fold; the cost is ``augment_copies`` extra encoder passes per volume.
+    augment_copies : int, default=4
+        Perturbed copies per training volume (used only with ``augmentation``).
+    test_time_augmentation : int, default=0
+        At prediction, average the features of each volume and of this many
+        of its perturbed copies (needs ``augmentation`` and training copies).
+        The readout is linear, so this averages the predictions (for a
+        classifier, the logits).
+    batch_size : int, default=8
+        Volumes per encoder pass.
+    num_workers : int, default=0
+        DataLoader workers reading and preprocessing scans.
+    device : str, default="cpu"
+"""
+
+
+class SliceLinearRegressor(_RidgeReadout, _SliceLinearReadout):
+    __doc__ = (
+        """Ridge regression on frozen ImageNet slice features, e.g. brain age.
+
+    Parameters
+    ----------
+"""
+        + _READOUT_PARAMS_DOC
+        + """    alphas : tuple of float, default=10**-1 ... 10**7 (17 values)
+        Ridge penalties; the one with the best leave-one-out error is kept
+        (5-fold CV over subjects with ``groups`` or ``augmentation``).
+
+    Attributes
+    ----------
+    alpha_ : float
+        The chosen penalty.
+    coef_ : ndarray of shape (n_features,)
+        Weights on the standardised features.
+    intercept_ : float
+    volume_shape_ : tuple of int
+
+    Examples
+    --------
+    >>> from slicelearn import SliceLinearRegressor
+    >>> from slicelearn.datasets import make_slice_position_task
+    >>> X, y = make_slice_position_task(n_subjects=20, random_state=0)
+    >>> est = SliceLinearRegressor(weights=None, feature_layer="blocks.1").fit(X, y)
+    >>> est.predict(X[:3]).shape
+    (3,)
+    """
+    )
+
+    def __init__(
+        self,
+        encoder: str = "efficientnet_lite0",
+        weights: str | None = "imagenet",
+        *,
+        alphas: Sequence[float] = DEFAULT_ALPHAS,
+        **params: Any,
+    ) -> None:
+        super().__init__(encoder, weights, **params)
+        self.alphas = alphas
+
+    __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
+
+
+class SliceLinearClassifier(_LogisticReadout, _SliceLinearReadout):
+    __doc__ = (
+        """Logistic regression on frozen ImageNet slice features, e.g. AD vs CN.
+
+    Parameters
+    ----------
+"""
+        + _READOUT_PARAMS_DOC
+        + """    Cs : tuple of float, default=10**-5 ... 10**1 (7 values)
+        Inverse penalties, chosen by stratified internal cross-validation
+        (log loss).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    C_ : float
+    coef_ : ndarray of shape (n_classes or 1, n_features)
+    intercept_ : ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slicelearn import SliceLinearClassifier
+    >>> from slicelearn.datasets import make_slice_position_task
+    >>> X, k = make_slice_position_task(n_subjects=20, random_state=0)
+    >>> clf = SliceLinearClassifier(weights=None, feature_layer="blocks.1")
+    >>> clf.fit(X, np.where(k < 20, "early", "late")).predict_proba(X[:2]).shape
+    (2, 2)
+    """
+    )
+
+    def __init__(
+        self,
+        encoder: str = "efficientnet_lite0",
+        weights: str | None = "imagenet",
+        *,
+        Cs: Sequence[float] = DEFAULT_CS,
+        **params: Any,
+    ) -> None:
+        super().__init__(encoder, weights, **params)
+        self.Cs = Cs
+
+    __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)

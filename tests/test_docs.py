@@ -32,6 +32,8 @@ PUBLIC_MODULES = [
     "slicelearn.cli",
     "slicelearn.qc",
     "slicelearn.readout",
+    "slicelearn.voxels",
+    "slicelearn.ensemble",
     "slicelearn.splits",
     "slicelearn.precision",
     "slicelearn.presets",

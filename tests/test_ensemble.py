@@ -1,0 +1,150 @@
+"""Ensembles: what averaging and stacking compute, their folds, errors and model files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_val_predict
+
+from slicelearn import (
+    EnsembleClassifier,
+    EnsembleRegressor,
+    SliceCNNRegressor,
+    SliceLinearClassifier,
+    SliceLinearRegressor,
+    VoxelLinearClassifier,
+    VoxelLinearRegressor,
+)
+from slicelearn.model_files import load_model, model_info, save_model
+
+SLICES = {"weights": None, "feature_layer": "blocks.1", "feature_grid": 2}
+
+
+def _task(n=30, seed=0, shape=(10, 32, 28)):
+    """Volumes (n, *shape) whose target is the brightness of a blob."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, *shape)).astype(np.float32)
+    y = rng.uniform(20, 80, size=n)
+    X[:, 3:7, 10:20, 8:18] += (y / 20)[:, None, None, None]
+    return X, y
+
+
+def _regressors():
+    return [("slices", SliceLinearRegressor(**SLICES)), ("voxels", VoxelLinearRegressor())]
+
+
+def _classifiers():
+    return [("slices", SliceLinearClassifier(**SLICES)), ("voxels", VoxelLinearClassifier())]
+
+
+def test_mean_averages_the_members_fitted_alone():
+    X, y = _task()
+    ensemble = EnsembleRegressor(_regressors()).fit(X[:24], y[:24])
+    alone = [clone(member).fit(X[:24], y[:24]).predict(X[24:]) for _, member in _regressors()]
+    np.testing.assert_allclose(ensemble.predict(X[24:]), np.mean(alone, axis=0), rtol=1e-12)
+    assert ensemble.weights_.tolist() == [0.5, 0.5] and ensemble.intercept_ == 0.0
+    assert set(ensemble.named_estimators_) == {"slices", "voxels"}
+    labels = np.where(y > 50, "old", "young")
+    classifier = EnsembleClassifier(_classifiers()).fit(X[:24], labels[:24])
+    alone = [
+        clone(member).fit(X[:24], labels[:24]).predict_proba(X[24:]) for _, member in _classifiers()
+    ]
+    np.testing.assert_allclose(classifier.predict_proba(X[24:]), np.mean(alone, axis=0))
+    assert list(classifier.classes_) == ["old", "young"]
+
+
+def test_stack_weights_come_from_out_of_fold_predictions_inside_the_training_data():
+    X, y = _task()
+    ensemble = EnsembleRegressor(_regressors(), combine="stack", cv=3).fit(X, y)
+    folds = KFold(3, shuffle=True, random_state=0)
+    out_of_fold = np.column_stack(
+        [cross_val_predict(clone(member), X, y, cv=folds) for _, member in _regressors()]
+    )
+    line = LinearRegression(positive=True).fit(out_of_fold, y)
+    np.testing.assert_allclose(ensemble.weights_, line.coef_, rtol=1e-8, atol=1e-10)
+    assert ensemble.intercept_ == pytest.approx(line.intercept_)
+    assert (ensemble.weights_ >= 0).all()
+    refit = [clone(member).fit(X, y).predict(X[:5]) for _, member in _regressors()]
+    np.testing.assert_allclose(
+        ensemble.predict(X[:5]), np.column_stack(refit) @ line.coef_ + line.intercept_
+    )
+
+
+def test_stacking_with_groups_keeps_each_subjects_scans_in_one_fold():
+    X, y = _task(n=24)
+    groups = np.repeat([f"sub-{i:02d}" for i in range(12)], 2)  # two scans per subject
+    ensemble = EnsembleRegressor(_regressors(), combine="stack", cv=3).fit(X, y, groups=groups)
+    out_of_fold = np.zeros((24, 2))
+    for train, test in GroupKFold(3).split(X, y, groups):
+        assert not set(groups[train]) & set(groups[test])
+        for column, (_, member) in enumerate(_regressors()):
+            # The members choose their penalties over subjects too.
+            fitted = clone(member).fit(X[train], y[train], groups=groups[train])
+            out_of_fold[test, column] = fitted.predict(X[test])
+    line = LinearRegression(positive=True).fit(out_of_fold, y)
+    np.testing.assert_allclose(ensemble.weights_, line.coef_, rtol=1e-8, atol=1e-10)
+
+
+def test_stacked_classifier_learns_from_log_probabilities():
+    X, y = _task(n=40)
+    labels = np.where(y > 50, "old", "young")
+    classifier = EnsembleClassifier(_classifiers(), combine="stack", cv=3).fit(X[:32], labels[:32])
+    proba = classifier.predict_proba(X[32:])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert classifier.stacker_coef_.shape == (1, 4)  # two members, two classes each
+    assert (classifier.predict(X[32:]) == labels[32:]).mean() >= 0.75
+
+
+def test_a_grid_search_chooses_the_combination_inside_its_folds():
+    X, y = _task(n=24)
+    search = GridSearchCV(
+        EnsembleRegressor(_regressors()), {"combine": ["mean", "stack"], "cv": [3]}, cv=2
+    ).fit(X, y)
+    assert search.best_params_["combine"] in ("mean", "stack")
+    assert clone(search.best_estimator_).get_params()["combine"] == search.best_params_["combine"]
+
+
+def test_bad_ensembles_are_named():
+    X, y = _task(n=12)
+    with pytest.raises(ValueError, match="distinct names"):
+        EnsembleRegressor([("a", VoxelLinearRegressor()), ("a", VoxelLinearRegressor())]).fit(X, y)
+    with pytest.raises(ValueError, match="non-empty list of \\(name, estimator\\) pairs"):
+        EnsembleRegressor([VoxelLinearRegressor()]).fit(X, y)
+    with pytest.raises(ValueError, match="combine must be one of"):
+        EnsembleRegressor(_regressors(), combine="median").fit(X, y)
+    with pytest.raises(ValueError, match="cv must be an integer >= 2"):
+        EnsembleRegressor(_regressors(), combine="stack", cv=1).fit(X, y)
+    with pytest.raises(ValueError, match="two classes"):
+        EnsembleClassifier(_classifiers()).fit(X, ["a"] * 12)
+
+
+def test_model_files_store_every_member_and_the_weights(tmp_path):
+    X, y = _task(n=20, shape=(8, 32, 32))
+    network = SliceCNNRegressor(
+        encoder="cnn2d", weights=None, max_epochs=2, train_split=None, verbose=0, random_state=0
+    )
+    members = [*_regressors(), ("network", network)]
+    for combine in ("mean", "stack"):
+        ensemble = EnsembleRegressor(members, combine=combine, cv=2).fit(X, y)
+        path = save_model(ensemble, tmp_path / f"{combine}.slm")
+        loaded = load_model(path)
+        np.testing.assert_array_equal(loaded.predict(X), ensemble.predict(X))
+        np.testing.assert_array_equal(loaded.weights_, ensemble.weights_)
+        assert [name for name, _ in loaded.estimators] == ["slices", "voxels", "network"]
+        assert model_info(path)["task"] == "regression"
+    labels = np.where(y > 50, "old", "young")
+    classifier = EnsembleClassifier(_classifiers(), combine="stack", cv=2).fit(X, labels)
+    path = save_model(classifier, tmp_path / "group.slm")
+    assert model_info(path)["classes"] == ["old", "young"]
+    np.testing.assert_array_equal(load_model(path).predict_proba(X), classifier.predict_proba(X))
+
+
+def test_a_member_that_cannot_be_stored_is_named(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(12, 3)), rng.normal(size=12)
+    ensemble = EnsembleRegressor([("line", LinearRegression())]).fit(X, y)
+    with pytest.raises(TypeError, match="LinearRegression \\(the ensemble's member 'line'\\)"):
+        save_model(ensemble, tmp_path / "line.slm")
+    assert not (tmp_path / "line.slm").exists()
