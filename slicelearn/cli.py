@@ -37,7 +37,7 @@ __all__ = ["build_parser", "main"]
 #: regression for classes) with its penalty chosen by internal cross-validation,
 #: which needs no validation split and so also trains on pilot cohorts.
 DEFAULTS = {
-    "readout": "ridge",
+    "readout": ["ridge"],
     "encoder": "efficientnet_lite0",
     "axis": ["sagittal"],
     "skull_strip": "deepbet",
@@ -58,7 +58,8 @@ NETWORK_DEFAULTS = {
     "batch_size": 16,
 }
 
-READOUTS = ("ridge", "network")
+#: --readout choices; several make an ensemble (--combine).
+READOUTS = ("ridge", "voxels", "network")
 
 
 class UsageError(Exception):
@@ -216,12 +217,48 @@ SMALL_COHORT = 100
 
 
 def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any, n_scans: int):
+    """The model the options describe: one readout, or several as an ensemble."""
+    readouts = tuple(dict.fromkeys(args.readout))
+    members = [
+        (readout, _readout(readout, args, regression, preprocessing, n_scans))
+        for readout in readouts
+    ]
+    if len(members) == 1:
+        return members[0][1]
+    from .ensemble import EnsembleClassifier, EnsembleRegressor
+
+    kind = EnsembleRegressor if regression else EnsembleClassifier
+    return kind(members, combine=args.combine)
+
+
+def _networks(estimator: Any) -> list[Any]:
+    """The slice networks in a model: itself, or an ensemble's members."""
+    from .estimators import SliceCNNClassifier, SliceCNNRegressor
+
+    members = getattr(estimator, "estimators_", [estimator])
+    return [m for m in members if isinstance(m, (SliceCNNClassifier, SliceCNNRegressor))]
+
+
+def _preprocessors(estimator: Any) -> list[Any]:
+    """The fitted preprocessors of a model: its own, or each ensemble member's."""
+    members = getattr(estimator, "estimators_", [estimator])
+    found = [getattr(m, "preprocessor_", None) for m in members]
+    return [p for p in found if p is not None]
+
+
+def _readout(
+    readout: str, args: argparse.Namespace, regression: bool, preprocessing: Any, n_scans: int
+):
     from .estimators import SliceCNNClassifier, SliceCNNRegressor
     from .readout import SliceLinearClassifier, SliceLinearRegressor
+    from .voxels import VoxelLinearClassifier, VoxelLinearRegressor
 
     weights = None if args.weights == "none" else args.weights
     axes = tuple(dict.fromkeys(args.axis))
-    if args.readout == "ridge":
+    if readout == "voxels":
+        kind = VoxelLinearRegressor if regression else VoxelLinearClassifier
+        return kind(preprocessing=preprocessing)
+    if readout == "ridge":
         kind = SliceLinearRegressor if regression else SliceLinearClassifier
         return kind(
             encoder=args.encoder,
@@ -504,8 +541,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .model_files import save_model
 
     # The progress bar reports training only; a safe model file stores no callbacks.
-    if args.readout == "network":
-        estimator.set_params(callbacks=None)
+    for network in _networks(estimator):
+        network.set_params(callbacks=None)
     metadata = {"target": args.target, "training_scans": _training_ranges(cohort.paths)}
     save_model(estimator, args.out, metadata=metadata)
     if args.report:
@@ -596,7 +633,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         truth = cohort.y[:, 0]
     except UsageError:
         cohort, truth = _load(args, []), None
-    preprocessor = getattr(estimator, "preprocessor_", None)
+    preprocessors = _preprocessors(estimator)
+    preprocessor = preprocessors[0] if preprocessors else None
     _warn_about_other_software(model_path, info, preprocessor)
     if preprocessor is not None and preprocessor.mask is not None and not preprocessor.skull_strip:
         # The model was trained on given masks: these scans need theirs.
@@ -605,14 +643,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 f"{model_path} was trained on scans with given brain masks; give these "
                 "scans' masks too (--mask-column, or BIDS derivatives)."
             )
-    if preprocessor is not None:
+    for member_preprocessor in preprocessors:
         # The cache is this machine's, not the one the model was trained on
         # (read when used: the preprocessor's fitted state does not depend on it).
-        preprocessor.set_params(cache_dir=None if args.cache_dir == "none" else args.cache_dir)
-    if preprocessor is not None and cohort.masks is not None:
-        preprocessor.set_params(mask=dict(zip(cohort.paths, cohort.masks)))
-        preprocessor.fit(cohort.paths)
+        member_preprocessor.set_params(
+            cache_dir=None if args.cache_dir == "none" else args.cache_dir
+        )
+        if cohort.masks is not None:
+            member_preprocessor.set_params(mask=dict(zip(cohort.paths, cohort.masks)))
+            member_preprocessor.fit(cohort.paths)
     if preprocessor is not None:
+        # An ensemble's members preprocess alike: their scans come from one cache.
         _preprocess_all(preprocessor, cohort, args.workers)
     ranges = info["metadata"].get("training_scans")
     if ranges:
@@ -737,9 +778,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     line = _compare_with_baseline(metrics, metrics["baseline"], regression)
     if args.report:
+        from .report import slice_model
+
         # The figures of predictions are cross-validated; the slice importance
         # needs one model, refitted on all the data.
-        metrics["refit_on_all_data"] = ["slice_importance.png", "slice_importance.csv"]
+        if slice_model(estimator) is not None:
+            metrics["refit_on_all_data"] = ["slice_importance.png", "slice_importance.csv"]
         estimator.fit(cohort.paths, y, groups=groups)
         _write_report(args, estimator, cohort, y, prediction, metrics)
     summary = f"Cross-validated ({metrics['split']}, {metrics['n']} scans): {line}."
@@ -926,11 +970,22 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--readout",
+        nargs="+",
         default=DEFAULTS["readout"],
         choices=READOUTS,
         help="ridge: a linear model (ridge; logistic regression for classes) on the frozen "
-        "slice features averaged over slices, its penalty chosen by internal CV; network: "
-        "the trained slice network (pooling, position embedding, head; --lr, --max-epochs)",
+        "slice features averaged over slices, its penalty chosen by internal CV; voxels: the "
+        "same linear model on the brain's voxels, smoothed and averaged to 4 mm (the "
+        "baseline); network: the trained slice network (pooling, position embedding, head; "
+        "--lr, --max-epochs). Several make an ensemble (--combine), e.g. --readout ridge voxels",
+    )
+    group.add_argument(
+        "--combine",
+        default="mean",
+        choices=("mean", "stack"),
+        help="how several --readout models are combined: mean, their predictions (class "
+        "probabilities) averaged; stack, weights fitted to out-of-fold predictions inside "
+        "the training scans (5 more fits of each)",
     )
     _architecture_options(group)
     group.add_argument(

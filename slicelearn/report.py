@@ -16,7 +16,13 @@ import numpy as np
 
 from ._files import write_atomic
 
-__all__ = ["classification_metrics", "json_ready", "regression_metrics", "write_report"]
+__all__ = [
+    "classification_metrics",
+    "json_ready",
+    "regression_metrics",
+    "slice_model",
+    "write_report",
+]
 
 
 def json_ready(value: Any) -> Any:
@@ -159,6 +165,17 @@ def _importance_map(
     plt.close(fig)
 
 
+def slice_model(estimator: Any) -> Any:
+    """The model whose slices a report weighs: the estimator, or an ensemble's first slice member.
+
+    ``None`` for a model without slices (a voxel readout, or an ensemble of them).
+    """
+    members = getattr(estimator, "estimators_", None)
+    if members is None:
+        members = [m for _, m in getattr(estimator, "estimators", [])] or [estimator]
+    return next((m for m in members if hasattr(m, "axis")), None)
+
+
 def write_report(
     folder: str | Path,
     estimator: Any,
@@ -172,9 +189,11 @@ def write_report(
 ) -> Path:
     """Write metrics, predictions and figures of a fitted estimator to ``folder``.
 
-    ``estimator`` is a slice network or a linear readout (which has no
-    learning curves). ``target`` and ``unit`` (e.g. ``"age"``, ``"years"``)
-    label the figures' axes; without a unit, the axes say the table's units.
+    ``estimator`` is a slice network, a linear readout (which has no
+    learning curves) or an ensemble of them. The slice importance comes from
+    :func:`slice_model`'s model; a voxel readout alone has none. ``target``
+    and ``unit`` (e.g. ``"age"``, ``"years"``) label the figures' axes;
+    without a unit, the axes say the table's units.
     """
     import matplotlib
 
@@ -228,9 +247,13 @@ def write_report(
         fig.savefig(folder / figure_name, dpi=120)
     plt.close(fig)
 
-    history = getattr(estimator, "history", None)
+    members = getattr(estimator, "estimators_", [estimator])
+    history = next((m.history for m in members if getattr(m, "history", None)), None)
     if history is not None and len(history):
         _learning_curves(history, folder / "learning_curves.png")
+    estimator = slice_model(estimator)
+    if estimator is None:
+        return folder
     importance, how = _slice_profile(estimator, X)
     used = min(len(X), IMPORTANCE_SCANS)
     scans = f"mean over the first {used} of {len(X)} scans"

@@ -92,6 +92,36 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     )
 
 
+def test_several_readouts_make_one_ensemble_model(cohort, tmp_path, capsys):
+    model, report = tmp_path / "model.slm", tmp_path / "report"
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--report", report]
+    assert main([str(a) for a in [*argv, "--readout", "ridge", "voxels", *FAST]]) == 0
+    info = model_info(model)
+    assert info["class"] == "slicelearn.ensemble.EnsembleRegressor"
+    assert info["preprocessing_provenance"] is not None  # the members' preprocessing
+    # The slice importance is the ridge member's: the voxel member has no slices.
+    assert np.loadtxt(report / "slice_importance.csv", delimiter=",").shape == (6,)
+    out = tmp_path / "predictions.csv"
+    predict = ["predict", "--model", model, "--data", cohort, "--out", out, "--cache-dir", "none"]
+    assert main([str(a) for a in predict]) == 0
+    # Voxels are read as trained (no float16 cache): the loaded model predicts the same.
+    np.testing.assert_allclose(
+        pd.read_csv(out)["predicted_age"],
+        pd.read_csv(report / "predictions.csv")["predicted"],
+        rtol=1e-9,
+    )
+    capsys.readouterr()
+    report = tmp_path / "voxels"
+    cv = ["evaluate", "--data", cohort, "--target", "sex", "--cv", "2", "--report", report]
+    assert main([str(a) for a in [*cv, "--readout", "voxels", "--json", *FAST]]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 <= metrics["roc_auc"] <= 1 and "refit_on_all_data" not in metrics
+    assert (report / "roc.png").is_file() and not (report / "slice_importance.png").exists()
+    stacked = ["--readout", "ridge", "voxels", "--combine", "stack", "--json", *FAST]
+    assert main([str(a) for a in [*cv[:-1], tmp_path / "stack", *stacked]]) == 0
+    assert 0 <= json.loads(capsys.readouterr().out)["roc_auc"] <= 1
+
+
 def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
     report = tmp_path / "report"
     assert (
