@@ -699,6 +699,10 @@ def _warn_about_other_software(model_path: Path, info: dict, preprocessor: Any) 
         packages = tuple(dict.fromkeys((*preprocessing_packages(preprocessor), *packages)))
     differences = version_differences(info["versions"], packages)
     recorded = info.get("preprocessing_provenance") or {}
+    if preprocessor is not None and recorded.get("recipe") is not None:
+        here = preprocessing_provenance(preprocessor)["recipe"]
+        if recorded["recipe"] != here:
+            differences.append(f"preprocessing recipe {recorded['recipe']} there, {here} here")
     template = recorded.get("template")
     if template and preprocessor is not None:
         here = preprocessing_provenance(preprocessor)["template"]

@@ -75,7 +75,10 @@ def preprocessing_provenance(preprocessor: Any) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``"software"`` (versions of the packages it runs), ``"template"``
+        ``"software"`` (versions of the packages it runs), ``"recipe"``
+        (:data:`slicelearn.data.preprocessing.PREPROCESSING_RECIPE`, the version
+        of the computation, raised whenever the same parameters start giving
+        other volumes), ``"template"``
         (its name and the SHA-256 of its voxels and affine, or ``None``) and
         ``"parameters"`` (``get_params()``, paths and masks as text).
     """
@@ -100,9 +103,12 @@ def preprocessing_provenance(preprocessor: Any) -> dict[str, Any]:
     parameters["mask"] = (
         None if preprocessor.mask is None else f"given ({type(preprocessor.mask).__name__})"
     )
+    from .data.preprocessing import PREPROCESSING_RECIPE
+
     return json_ready(
         {
             "software": software_versions(preprocessing_packages(preprocessor)),
+            "recipe": PREPROCESSING_RECIPE,
             "template": template_record,
             "parameters": parameters,
         }

@@ -479,6 +479,17 @@ def test_model_files_record_provenance_and_predict_warns_when_software_differs(
     assert main(predict) == 0
     err = capsys.readouterr().err
     assert f"nilearn {info['versions']['nilearn']} there, 0.0.1 here" in err
+    # Volumes of another preprocessing recipe (the same parameters computed
+    # another way by another slicelearn) are named too.
+    import slicelearn.data.preprocessing as preprocessing
+
+    assert recorded["recipe"] == preprocessing.PREPROCESSING_RECIPE
+    monkeypatch.setattr(preprocessing, "PREPROCESSING_RECIPE", recorded["recipe"] + 1)
+    assert main(predict) == 0
+    here = recorded["recipe"] + 1
+    assert f"preprocessing recipe {recorded['recipe']} there, {here} here" in (
+        capsys.readouterr().err
+    )
 
 
 def test_preprocess_writes_qc_pictures_measures_and_page(tmp_path, capsys):

@@ -33,7 +33,7 @@ ImageLike = str | os.PathLike | nib.spatialimages.SpatialImage
 
 #: Version of the preprocessing computation, part of every cache key: raised
 #: whenever the same parameters start giving other volumes.
-PREPROCESSING_RECIPE = 2
+PREPROCESSING_RECIPE = 3
 
 #: Named target grids. ``"mni152"`` is the MNI152 2009 template that nilearn
 #: bundles (2 mm, 99 x 117 x 95); ``"mni152_91x109x91"`` is the FSL MNI152 2 mm
@@ -338,7 +338,8 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         from .. import __version__
 
         params["slicelearn"] = __version__
-        # Cached volumes of an earlier recipe are not this one's (2: ANTs seeded, one thread).
+        # Cached volumes of an earlier recipe are not this one's (2: ANTs seeded,
+        # one thread; 3: ANTs without its full-resolution level).
         params["recipe"] = PREPROCESSING_RECIPE
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
