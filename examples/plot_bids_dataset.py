@@ -24,7 +24,7 @@ import pandas as pd
 from nilearn import plotting
 from sklearn.model_selection import train_test_split
 
-from slicelearn import SliceCNNRegressor
+from slicelearn import SliceLinearRegressor
 from slicelearn.data import VolumePreprocessor, read_cohort
 from slicelearn.datasets import make_atrophy_cohort
 
@@ -53,23 +53,17 @@ plotting.plot_anat(paths[0], title=f"{Path(paths[0]).name}, age {age[0]:.0f}")
 # -------------------------------------------
 # :class:`~slicelearn.data.VolumePreprocessor` reorients each scan to RAS,
 # resamples it onto the FSL MNI152 2 mm grid (add ``registration="affine"``
-# for scans not yet in MNI space) and z-scores it. The estimator keeps paths,
-# reads scans lazily, and caches preprocessed volumes on disk so the next run
-# skips this step.
+# for scans not yet in MNI space) and z-scores it. The model (the command
+# line's default: a ridge regression on frozen ImageNet slice features) keeps
+# paths, reads scans lazily, and caches preprocessed volumes on disk so the
+# next run skips this step. Every slicelearn estimator reads paths this way.
 preprocessing = VolumePreprocessor(target="mni152_91x109x91", cache_dir=root.parent / "cache")
-model = SliceCNNRegressor(
+model = SliceLinearRegressor(
     encoder="efficientnet_lite0",
     weights="imagenet",
-    freeze_encoder=True,
     feature_layer="blocks.3",
     feature_grid=2,
-    pooling="mean",
-    position_embedding=None,
     preprocessing=preprocessing,
-    lr=3e-3,
-    max_epochs=100,
-    verbose=0,
-    random_state=0,
 )
 train_paths, test_paths, train_age, test_age = train_test_split(
     paths, age, test_size=0.25, random_state=0

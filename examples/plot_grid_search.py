@@ -48,12 +48,16 @@ class BlobDetector(nn.Module):
 # The search
 # ----------
 # Three poolings times three position embeddings, 3-fold cross-validated R².
+# An encoder given as a module keeps the weights it has (it may be a trained
+# one), and every candidate starts from a copy of them: seed torch before
+# building it, or each run of the script starts elsewhere.
+torch.manual_seed(0)
 search = GridSearchCV(
     SliceCNNRegressor(
         encoder=BlobDetector(),
         weights=None,
         lr=3e-3,
-        max_epochs=25,
+        max_epochs=15,
         batch_size=16,
         verbose=0,
         random_state=0,
@@ -74,6 +78,10 @@ print(f"best: {search.best_params_}; held-out R² {search.score(X_test, y_test):
 # %%
 # The results
 # -----------
+# Without a position embedding every pooling fails (R² near 0). Max pooling
+# reads the blob's slice from either embedding; attention pooling converges
+# more slowly and, in these 15 epochs, only partly with sinusoidal positions;
+# mean pooling averages the one bright slice away among the others.
 fig, ax = plt.subplots(figsize=(5, 3.5))
 image = ax.imshow(table.to_numpy(), cmap="viridis", vmin=min(0, table.min().min()), vmax=1)
 ax.set_xticks(range(table.shape[1]), table.columns)
