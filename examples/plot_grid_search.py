@@ -81,7 +81,7 @@ print(f"best: {search.best_params_}; held-out R² {search.score(X_test, y_test):
 # Without a position embedding every pooling fails (R² near 0). Max pooling
 # reads the blob's slice from either embedding; attention pooling converges
 # more slowly and, in these 15 epochs, only partly with sinusoidal positions;
-# mean pooling averages the one bright slice away among the others.
+# mean pooling does not learn it in this time at all.
 fig, ax = plt.subplots(figsize=(5, 3.5))
 image = ax.imshow(table.to_numpy(), cmap="viridis", vmin=min(0, table.min().min()), vmax=1)
 ax.set_xticks(range(table.shape[1]), table.columns)
