@@ -33,6 +33,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_is_fitted
 
+from ._tags import volume_input_tags
 from .readout import probabilities
 from .splits import check_groups
 
@@ -72,11 +73,7 @@ class _Ensemble(BaseEstimator):
         self.random_state = random_state
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.target_tags.required = True
-        return tags
+        return volume_input_tags(super().__sklearn_tags__())
 
     def _check_params(self) -> list[tuple[str, Any]]:
         members = list(self.estimators)

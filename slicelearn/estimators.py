@@ -35,6 +35,7 @@ from torch import nn
 from ._params import with_shared_parameters
 from ._progress import progress
 from ._skorch_params import SkorchParamsMixin
+from ._tags import volume_input_tags
 from .allocator import retain_freed_memory
 from .callbacks import RankZeroPrintLog, RestoreBestWeights, TrainingCheckpoint
 from .data.dataset import VolumeDataset, VolumeLoadError
@@ -170,14 +171,7 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
             super().__setattr__(name, value)
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # X is a batch of volumes (n_subjects, X, Y, Z) or a list of scans.
-        # sklearn has no tag for that; like its image-patch estimators, this
-        # says "not a 2D table, image-like samples".
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.target_tags.required = True
-        return tags
+        return volume_input_tags(super().__sklearn_tags__())
 
     # -- data ------------------------------------------------------------------
     def _check_X(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:

@@ -27,6 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._params import with_shared_parameters
+from ._tags import volume_input_tags
 from .data.augment import AugmentedVolumes, VolumeAugmenter
 from .data.io import check_headers, is_image_list, load_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
@@ -67,11 +68,7 @@ class _LinearReadout(BaseEstimator):
     _scale_features = True
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.target_tags.required = True
-        return tags
+        return volume_input_tags(super().__sklearn_tags__())
 
     def _volumes(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:
         if isinstance(X, PreprocessedVolumes):
