@@ -17,6 +17,8 @@ subjects, and the two averaged beat either (:class:`slicelearn.ensemble.Ensemble
 
 from __future__ import annotations
 
+import collections
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +27,7 @@ from scipy import ndimage
 from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
+from .feature_cache import volume_keys
 from .readout import (
     _LinearReadout,
     _LogisticReadout,
@@ -81,6 +84,41 @@ def _zscore_in_brain(volume: np.ndarray) -> np.ndarray:
     return np.where(inside, (volume - values.mean()) / (scale if scale > 0 else 1.0), 0.0)
 
 
+class _BlockCache:
+    """Each volume's blocks by content key, least recently used first out past a byte budget.
+
+    Cross-validation, stacking and grid searches fit the readout many times
+    on the same scans; the smoothing then runs once per scan and recipe.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._rows: collections.OrderedDict[tuple, np.ndarray] = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is not None:
+                self._rows.move_to_end(key)
+            return row
+
+    def put(self, key: tuple, row: np.ndarray) -> None:
+        row.setflags(write=False)  # shared between fits: nobody may change it
+        with self._lock:
+            if key in self._rows:
+                return
+            self._rows[key] = row
+            self._bytes += row.nbytes
+            while self._bytes > self.max_bytes and len(self._rows) > 1:
+                _, dropped = self._rows.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+
+_BLOCK_CACHE = _BlockCache()
+
+
 class _VoxelLinearReadout(_LinearReadout):
     """Smoothed, block-averaged voxels in the training cohort's support: both voxel readouts."""
 
@@ -120,12 +158,17 @@ class _VoxelLinearReadout(_LinearReadout):
             raise ValueError(
                 f"X holds volumes of shape {shape}; the model was fitted on {self.volume_shape_}."
             )
+        recipe = (float(self.smoothing), int(self.block), bool(self.standardize))
         rows = []
-        for volume in volumes:
-            volume = np.asarray(volume)
-            if self.standardize:
-                volume = _zscore_in_brain(volume)
-            rows.append(voxel_blocks(volume, self.smoothing, self.block).ravel())
+        for index, key in enumerate(volume_keys(volumes)):
+            row = _BLOCK_CACHE.get((key, recipe))
+            if row is None:
+                volume = np.asarray(volumes[index])
+                if self.standardize:
+                    volume = _zscore_in_brain(volume)
+                row = voxel_blocks(volume, self.smoothing, self.block).ravel()
+                _BLOCK_CACHE.put((key, recipe), row)
+            rows.append(row)
         return np.stack(rows)
 
     def _training_rows(self, X: Any, y: Any, groups: Any) -> tuple:

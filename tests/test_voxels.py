@@ -126,3 +126,27 @@ def test_model_files_round_trip_bit_for_bit(tmp_path):
     path = save_model(clf, tmp_path / "group.slm")
     assert model_info(path)["classes"] == ["old", "young"]
     np.testing.assert_array_equal(load_model(path).predict_proba(X), clf.predict_proba(X))
+
+
+def test_each_scan_is_smoothed_once_per_recipe(monkeypatch):
+    import slicelearn.voxels as voxels
+
+    calls = []
+    real = voxels.voxel_blocks
+    monkeypatch.setattr(voxels, "_BLOCK_CACHE", voxels._BlockCache())
+    monkeypatch.setattr(
+        voxels, "voxel_blocks", lambda volume, *args: calls.append(args) or real(volume, *args)
+    )
+    X, y = _task(n=12)
+    first = VoxelLinearRegressor().fit(X[:8], y[:8]).predict(X[8:])
+    assert len(calls) == 12
+    again = VoxelLinearRegressor().fit(X[:8], y[:8]).predict(X[8:])
+    assert len(calls) == 12  # every scan's blocks came from the cache
+    np.testing.assert_array_equal(again, first)
+    sharper = VoxelLinearRegressor(smoothing=0.5).fit(X[:8], y[:8]).predict(X[8:])
+    assert len(calls) == 24 and not np.allclose(sharper, first)  # another recipe, computed anew
+    # A budget of one row keeps only the last one.
+    small = voxels._BlockCache(max_bytes=1)
+    small.put(("a",), np.zeros(4))
+    small.put(("b",), np.ones(4))
+    assert small.get(("a",)) is None and small.get(("b",)) is not None
