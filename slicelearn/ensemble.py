@@ -102,8 +102,14 @@ class _Ensemble(BaseEstimator):
         if groups is not None:
             return list(GroupKFold(min(self.cv, len(np.unique(groups)))).split(rows, groups=groups))
         if codes is not None:
+            smallest = int(np.bincount(codes).min())
+            if smallest < 2:
+                raise ValueError(
+                    "combine='stack' needs at least 2 scans of every class for its "
+                    "out-of-fold predictions; a class here has 1. Use combine='mean'."
+                )
             splitter = StratifiedKFold(
-                min(self.cv, int(np.bincount(codes).min())),
+                min(self.cv, smallest),
                 shuffle=True,
                 random_state=self.random_state,
             )

@@ -118,6 +118,8 @@ def test_bad_ensembles_are_named():
         EnsembleRegressor(_regressors(), combine="stack", cv=1).fit(X, y)
     with pytest.raises(ValueError, match="two classes"):
         EnsembleClassifier(_classifiers()).fit(X, ["a"] * 12)
+    with pytest.raises(ValueError, match="at least 2 scans of every class"):
+        EnsembleClassifier(_classifiers(), combine="stack").fit(X, ["a"] * 11 + ["b"])
 
 
 def test_model_files_store_every_member_and_the_weights(tmp_path):
