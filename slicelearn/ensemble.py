@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
-from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_is_fitted
 
@@ -100,7 +100,12 @@ class _Ensemble(BaseEstimator):
         """Training-data folds for the out-of-fold predictions of stacking."""
         rows = np.zeros(n)
         if groups is not None:
-            return list(GroupKFold(min(self.cv, len(np.unique(groups)))).split(rows, groups=groups))
+            n_splits = min(self.cv, len(np.unique(groups)))
+            if codes is None:
+                return list(GroupKFold(n_splits).split(rows, groups=groups))
+            # Classes kept in every training fold as far as the subjects allow.
+            splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=self.random_state)
+            return list(splitter.split(rows, codes, groups))
         if codes is not None:
             smallest = int(np.bincount(codes).min())
             if smallest < 2:
@@ -133,6 +138,13 @@ class _Ensemble(BaseEstimator):
                     fitted = _fit_member(clone(member), _take(X, train), y[train], fold_groups)
                     parts.append((test, self._member_output(fitted, _take(X, test))))
                 width = parts[0][1].shape[1]
+                if any(values.shape[1] != width for _, values in parts):
+                    raise ValueError(
+                        f"Member {members[index][0]!r} saw a different set of classes in "
+                        "some of the stacking folds (a class's scans all fell on one "
+                        "side): give more scans of each class, fewer folds (cv), or "
+                        "combine='mean'."
+                    )
                 column = np.empty((n, width))
                 for test, values in parts:
                     column[test] = values
@@ -229,7 +241,7 @@ class EnsembleClassifier(ClassifierMixin, _Ensemble):
         internal CV, on the members' out-of-fold log-probabilities.
     cv : int, default=5
         Folds of the out-of-fold predictions (``combine="stack"``), stratified
-        by class, or grouped by subject when ``fit`` is given ``groups``.
+        by class, and grouped by subject too when ``fit`` is given ``groups``.
     random_state : int or None, default=0
         Shuffling of those folds.
 

@@ -87,6 +87,20 @@ def test_stacking_with_groups_keeps_each_subjects_scans_in_one_fold():
     np.testing.assert_allclose(ensemble.weights_, line.coef_, rtol=1e-8, atol=1e-10)
 
 
+def test_stacked_classifier_folds_keep_subjects_and_classes_together():
+    X, y = _task(n=24)
+    labels = np.where(y > 50, "old", "young")
+    groups = np.repeat([f"sub-{i:02d}" for i in range(12)], 2)
+    labels = labels[::2].repeat(2)  # a subject's two scans share a label
+    classifier = EnsembleClassifier(_classifiers(), combine="stack", cv=3)
+    proba = classifier.fit(X, labels, groups=groups).predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    folds = classifier._folds(24, classifier.label_encoder_.transform(labels), groups)
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+        assert set(labels[train]) == {"old", "young"}
+
+
 def test_stacked_classifier_learns_from_log_probabilities():
     X, y = _task(n=40)
     labels = np.where(y > 50, "old", "young")
