@@ -81,16 +81,9 @@ def fine_tuned(seed: int, threads: int, task: str = "age", **changes):
 
 def ridge_readout(task: str = "age"):
     """The command line's default model: ridge (age) or logistic regression (sex)."""
-    from slicelearn import SliceLinearClassifier, SliceLinearRegressor
+    from slicelearn.presets import recommended_readout
 
-    readout = SliceLinearRegressor if task == "age" else SliceLinearClassifier
-    return readout(
-        encoder="efficientnet_lite0",
-        weights="imagenet",
-        feature_layer="blocks.3",
-        feature_grid=2,
-        input_smoothing=1.0,
-    )
+    return recommended_readout("regression" if task == "age" else "classification")
 
 
 def voxel_matrix(volumes: np.ndarray) -> np.ndarray:
@@ -234,7 +227,7 @@ def run(args) -> None:
         recipe = {**RECIPE, **change}
         return fitted(key, label, build, volumes, train, test, base, recipe=recipe)
 
-    configs = {"fine-tuned": CANDIDATES["fine-tuned"] if task == "age" else {}}
+    configs = {args.candidate: CANDIDATES[args.candidate]} if task == "age" else {"fine-tuned": {}}
     if args.ablations:
         configs = {
             f"fine-tuned, {name}": {**CANDIDATES["fine-tuned, scaled target"], **change}
@@ -330,8 +323,13 @@ def mae(predicted: np.ndarray, truth: np.ndarray) -> float:
     return round(float(np.abs(np.asarray(predicted) - truth).mean()), 3)
 
 
-def table(path: Path, task: str = "age") -> list[str]:
-    """Per seed: each model's pooled score over its folds, and the readout's on those folds."""
+def table(path: Path, task: str = "age", source: str | None = None) -> list[str]:
+    """Per seed: each model's pooled score over its folds, and the readout's on those folds.
+
+    ``source`` keeps the rows of one input (``"deepbet_affine@4404aedce21f"``,
+    as in a row's ``"input"``); without it every row counts, and rows of
+    several inputs are refused, since their folds hold different volumes.
+    """
     from collections import defaultdict
 
     from slicelearn.data import read_cohort
@@ -344,6 +342,12 @@ def table(path: Path, task: str = "age") -> list[str]:
         for r in read_rows(path).values()
         if "fold" in r and r.get("stage") != "inner" and r.get("task", "age") == task
     ]
+    prefix = TASKS[task]["key"]
+    if source is not None:
+        rows = [r for r in rows if r["input"] in (source, prefix + source)]
+    inputs = sorted({r["input"].removeprefix(prefix) for r in rows})
+    if len(inputs) > 1:
+        raise SystemExit(f"{path} holds rows of several inputs; choose one with --input: {inputs}")
     by = defaultdict(dict)
     for row in rows:
         by[(row["model"], row["seed"])][row["fold"]] = row
@@ -378,9 +382,9 @@ def table(path: Path, task: str = "age") -> list[str]:
     return lines
 
 
-def write_into(document: Path, lines: list[str], stamp: str) -> None:
-    """Replace the table between ``<!-- full-finetune-table -->`` markers of ``document``."""
-    begin, end = "<!-- full-finetune-table -->", "<!-- /full-finetune-table -->"
+def write_into(document: Path, lines: list[str], stamp: str, marker: str) -> None:
+    """Replace the table between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``document``."""
+    begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     text = document.read_text()
     head, _, rest = text.partition(begin)
     _, _, tail = rest.partition(end)
@@ -405,18 +409,29 @@ def main() -> None:
     parser.add_argument(
         "--nested", action="store_true", help="choose among CANDIDATES inside each training fold"
     )
+    parser.add_argument(
+        "--candidate",
+        choices=list(CANDIDATES),
+        default="fine-tuned, scaled target",
+        help="without --nested: the one recipe to run (age; the regressor's default since it "
+        "was chosen in every nested fold)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--table", type=Path, default=None, help="print the table of a results file"
     )
     parser.add_argument("--docs", type=Path, help="with --table: write it into this Markdown file")
     parser.add_argument("--stamp", default="", help="with --docs: the line above the table")
+    parser.add_argument("--input", help="with --table: the rows of this input only")
+    parser.add_argument(
+        "--marker", default="full-finetune-table", help="with --docs: the block to replace"
+    )
     args = parser.parse_args()
     if args.table:
-        lines = table(args.table, args.task)
+        lines = table(args.table, args.task, args.input)
         print("\n".join(lines))
         if args.docs:
-            write_into(args.docs, lines, args.stamp)
+            write_into(args.docs, lines, args.stamp, args.marker)
     else:
         run(args)
 

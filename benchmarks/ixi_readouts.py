@@ -48,16 +48,13 @@ def build(model: str, task: str):
     from slicelearn import (
         EnsembleClassifier,
         EnsembleRegressor,
-        SliceLinearClassifier,
-        SliceLinearRegressor,
         VoxelLinearClassifier,
         VoxelLinearRegressor,
     )
+    from slicelearn.presets import recommended_readout
 
     regression = task == "age"
-    slices = (SliceLinearRegressor if regression else SliceLinearClassifier)(
-        feature_layer="blocks.3", feature_grid=2, input_smoothing=1.0
-    )
+    slices = recommended_readout("regression" if regression else "classification")
     voxels = (VoxelLinearRegressor if regression else VoxelLinearClassifier)()
     if model == "ridge readout":
         return slices

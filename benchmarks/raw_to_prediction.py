@@ -90,19 +90,12 @@ def instrument() -> None:
 
 def default_model(n_train: int):
     """The command line's default readout, fitted on registered volumes of the default route."""
-    from slicelearn.cli import DEFAULTS
     from slicelearn.data import read_cohort
-    from slicelearn.readout import SliceLinearRegressor
+    from slicelearn.presets import recommended_readout
 
     _, labels = read_cohort(IXI / "participants.tsv", target=["age"])
     volumes = np.load(ROUTE, mmap_mode="r")[:n_train].astype(np.float32)
-    return SliceLinearRegressor(
-        encoder=DEFAULTS["encoder"],
-        weights="imagenet",
-        feature_layer="blocks.3",
-        feature_grid=2,
-        input_smoothing=DEFAULTS["input_smoothing"],
-    ).fit(volumes, labels[:n_train, 0].astype(np.float32))
+    return recommended_readout().fit(volumes, labels[:n_train, 0].astype(np.float32))
 
 
 def registration_seconds(scans: list[str], itk_threads: int) -> float:
@@ -138,7 +131,8 @@ def main() -> None:
     from scipy import ndimage
     from torch.utils.data import DataLoader
 
-    from slicelearn.data import VolumeDataset, VolumePreprocessor, read_cohort
+    from slicelearn.data import VolumeDataset, read_cohort
+    from slicelearn.presets import recommended_preprocessing
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=6, help="raw scans to time (not trained on)")
@@ -150,14 +144,7 @@ def main() -> None:
     model = default_model(args.train)
     paths, _ = read_cohort(IXI / "participants.tsv", target=["age"])
     scans = paths[args.train : args.train + args.scans]
-    prep = VolumePreprocessor(
-        target="mni152",
-        registration="affine",
-        registration_backend="ants",
-        skull_strip="deepbet",
-        normalize="zscore_brain",
-        cache_dir=None,
-    ).fit(scans)
+    prep = recommended_preprocessing(cache_dir=None).fit(scans)
     prep.load(scans[0])  # warm-up: deepbet's model, the template, ITK
     instrument()
     rows = []

@@ -59,15 +59,9 @@ def ridge_cv(volumes: np.ndarray, ages: np.ndarray, repeats: int = 5) -> dict:
     from sklearn.metrics import mean_absolute_error
     from sklearn.model_selection import KFold, cross_val_predict
 
-    from slicelearn import SliceLinearRegressor
+    from slicelearn.presets import recommended_readout
 
-    readout = SliceLinearRegressor(
-        encoder="efficientnet_lite0",
-        weights="imagenet",
-        feature_layer="blocks.3",
-        feature_grid=2,
-        input_smoothing=1.0,
-    )
+    readout = recommended_readout()
     maes = [
         mean_absolute_error(
             ages,

@@ -24,8 +24,8 @@ from nilearn import plotting
 from sklearn.metrics import RocCurveDisplay, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from slicelearn import SliceLinearClassifier
 from slicelearn.datasets import make_atrophy_cohort
+from slicelearn.presets import recommended_readout
 
 images, participants = make_atrophy_cohort(
     160, voxel_size=4, age_range=(60, 85), ad_fraction=0.5, random_state=0
@@ -49,12 +49,9 @@ for ax, index in zip(axes, (cn, ad)):
 # with a linear readout (:class:`slicelearn.SliceLinearClassifier`) and 0.56
 # for a logistic regression on all voxels; with ``random_state=1``, 0.83 and
 # 0.81.
-classifier = SliceLinearClassifier(
-    encoder="efficientnet_lite0",
-    weights="imagenet",
-    feature_layer="blocks.3",
-    feature_grid=2,
-)
+# The model is :func:`slicelearn.presets.recommended_readout` without its
+# input smoothing (1 voxel of the recommended 2 mm grid; these volumes are 4 mm).
+classifier = recommended_readout("classification", input_smoothing=0.0)
 cv = StratifiedKFold(4, shuffle=True, random_state=0)
 proba = cross_val_predict(classifier, images, diagnosis, cv=cv, method="predict_proba")
 # Columns follow classes_, sorted: "AD", then "CN".
@@ -69,10 +66,10 @@ plt.plot([0, 1], [0, 1], "k--", lw=0.8)
 # Fit on everyone. The readout is linear in the slice average, so each
 # prediction's deviation from the cohort's is a sum of one term per slice:
 # that slice's features' deviation from the cohort's at that slice, times the
-# weights (:meth:`slicelearn.SliceLinearClassifier.slice_importance`). The
+# weights (:meth:`slicelearn.SliceLinearClassifier.slice_contributions`). The
 # slice's position in MNI space comes from the image affine.
 classifier.fit(images, diagnosis)
-scores = classifier.slice_importance(images[:40]).mean(axis=0)
+scores = classifier.slice_contributions(images[:40]).mean(axis=0)
 affine = images[0].affine
 positions = affine[0, 0] * np.arange(len(scores)) + affine[0, 3]
 plt.figure(figsize=(6, 3))

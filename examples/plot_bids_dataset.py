@@ -24,9 +24,9 @@ import pandas as pd
 from nilearn import plotting
 from sklearn.model_selection import train_test_split
 
-from slicelearn import SliceLinearRegressor
 from slicelearn.data import VolumePreprocessor, read_cohort
 from slicelearn.datasets import make_atrophy_cohort
+from slicelearn.presets import recommended_readout
 
 root = Path(tempfile.mkdtemp()) / "my_study"
 images, participants = make_atrophy_cohort(100, voxel_size=4, ad_fraction=0.0, random_state=3)
@@ -54,17 +54,12 @@ plotting.plot_anat(paths[0], title=f"{Path(paths[0]).name}, age {age[0]:.0f}")
 # :class:`~slicelearn.data.VolumePreprocessor` reorients each scan to RAS,
 # resamples it onto the FSL MNI152 2 mm grid (add ``registration="affine"``
 # for scans not yet in MNI space) and z-scores it. The model (the command
-# line's default: a ridge regression on frozen ImageNet slice features) keeps
+# line's default, :func:`slicelearn.presets.recommended_readout`: a ridge
+# regression on frozen ImageNet slice features) keeps
 # paths, reads scans lazily, and caches preprocessed volumes on disk so the
 # next run skips this step. Every slicelearn estimator reads paths this way.
 preprocessing = VolumePreprocessor(target="mni152_91x109x91", cache_dir=root.parent / "cache")
-model = SliceLinearRegressor(
-    encoder="efficientnet_lite0",
-    weights="imagenet",
-    feature_layer="blocks.3",
-    feature_grid=2,
-    preprocessing=preprocessing,
-)
+model = recommended_readout(preprocessing=preprocessing)
 train_paths, test_paths, train_age, test_age = train_test_split(
     paths, age, test_size=0.25, random_state=0
 )

@@ -20,8 +20,9 @@ import numpy as np
 from nilearn import plotting
 from sklearn.model_selection import KFold, cross_val_predict
 
-from slicelearn import BiasCorrectedRegressor, SliceLinearRegressor
+from slicelearn import BiasCorrectedRegressor
 from slicelearn.datasets import make_atrophy_cohort
+from slicelearn.presets import recommended_readout
 
 images, participants = make_atrophy_cohort(150, voxel_size=4, ad_fraction=0.0, random_state=0)
 age = participants["age"].to_numpy()
@@ -39,13 +40,10 @@ for ax, index in zip(axes, (youngest, oldest)):
 # frozen EfficientNet-Lite0 with its offline ImageNet weights (its
 # ``blocks.3`` maps pooled 2 x 2, the configuration that did best on real IXI
 # scans), the slice features are averaged, and a ridge regression reads age
-# from them, its penalty chosen by internal cross-validation.
-slice_model = SliceLinearRegressor(
-    encoder="efficientnet_lite0",
-    weights="imagenet",
-    feature_layer="blocks.3",
-    feature_grid=2,
-)
+# from them, its penalty chosen by internal cross-validation
+# (:func:`slicelearn.presets.recommended_readout`). Its input smoothing is 1
+# voxel of the recommended 2 mm grid; these volumes are 4 mm, so it is off.
+slice_model = recommended_readout(input_smoothing=0.0)
 
 # %%
 # Held-out predictions, raw and corrected

@@ -23,27 +23,22 @@ from sklearn.base import clone
 
 from . import __version__
 from ._progress import progress, reporting
-from .presets import FULL_FINE_TUNING
+from .presets import FULL_FINE_TUNING, RECOMMENDED_PREPROCESSING, RECOMMENDED_READOUT
 
 __all__ = ["build_parser", "main"]
 
-#: The recommended configuration, chosen by repeated cross-validation on the
-#: raw IXI scans (docs/results.md): each scan skull-stripped offline
-#: (deepbet), affinely registered to MNI152 (ANTs), z-scored in the brain; the
-#: slice features of a frozen ImageNet EfficientNet-Lite0 (``blocks.3``,
-#: pooled 2x2) of the scans smoothed with a Gaussian of 1 voxel (2 mm), which
-#: makes the readout robust to sharpness differences between scanners,
-#: averaged over the sagittal slices; a ridge readout (logistic
-#: regression for classes) with its penalty chosen by internal cross-validation,
-#: which needs no validation split and so also trains on pilot cohorts.
+#: The command line's defaults: the recommended configuration
+#: (:mod:`slicelearn.presets`), chosen by repeated cross-validation on the raw
+#: IXI scans (docs/results.md).
 DEFAULTS = {
     "readout": ["ridge"],
-    "encoder": "efficientnet_lite0",
-    "axis": ["sagittal"],
-    "skull_strip": "deepbet",
-    "registration": "affine",
-    "registration_backend": "ants",
-    "input_smoothing": 1.0,
+    "encoder": RECOMMENDED_READOUT["encoder"],
+    "axis": [RECOMMENDED_READOUT["axis"]],
+    "skull_strip": RECOMMENDED_PREPROCESSING["skull_strip"],
+    "registration": RECOMMENDED_PREPROCESSING["registration"],
+    "registration_backend": RECOMMENDED_PREPROCESSING["registration_backend"],
+    "grid": RECOMMENDED_PREPROCESSING["target"],
+    "input_smoothing": RECOMMENDED_READOUT["input_smoothing"],
 }
 
 #: --readout network with its encoder frozen (the default --freeze-encoder):
@@ -60,6 +55,27 @@ NETWORK_DEFAULTS = {
 
 #: --readout choices; several make an ensemble (--combine).
 READOUTS = ("ridge", "voxels", "network")
+
+#: The --readout models each model option applies to. An option written on the
+#: command line that none of the chosen models reads is refused, not dropped.
+OPTION_READOUTS = {
+    "--encoder": ("ridge", "network"),
+    "--weights": ("ridge", "network"),
+    "--feature-layer": ("ridge", "network"),
+    "--feature-grid": ("ridge", "network"),
+    "--axis": ("ridge", "network"),
+    "--input-smoothing": ("ridge",),
+    "--pooling": ("network",),
+    "--position-embedding": ("network",),
+    "--freeze-encoder": ("network",),
+    "--no-freeze-encoder": ("network",),
+    "--lr": ("network",),
+    "--max-epochs": ("network",),
+    "--batch-size": ("network",),
+    "--train-slices": ("network",),
+    "--crop-to-brain": ("network",),
+    "--no-crop-to-brain": ("network",),
+}
 
 
 class UsageError(Exception):
@@ -214,6 +230,40 @@ def _recipe(preprocessing: Any, cohort) -> str:
 #: of a smaller cohort is too few scans to choose an epoch by (a pilot of 30
 #: restored an almost untrained model), so it trains for the fixed schedule.
 SMALL_COHORT = 100
+
+
+def _written_options(tokens: Sequence[str]) -> set[str]:
+    """The model options written in ``tokens``, as argparse reads them (unique prefixes too)."""
+    written = set()
+    for token in tokens:
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        matches = [option for option in OPTION_READOUTS if option.startswith(name)]
+        if name in OPTION_READOUTS:
+            matches = [name]
+        if len(matches) == 1:
+            written.add(matches[0])
+    return written
+
+
+def _check_options_apply(args: argparse.Namespace, tokens: Sequence[str]) -> None:
+    """Refuse model options that none of the chosen --readout models reads, saying why."""
+    readouts = tuple(dict.fromkeys(args.readout))
+    for option in sorted(_written_options(tokens)):
+        users = OPTION_READOUTS[option]
+        if not set(users) & set(readouts):
+            raise UsageError(
+                f"{option} applies to --readout {' or '.join(users)}, and this command "
+                f"trains --readout {' '.join(readouts)}: leave it out, or add the readout."
+            )
+    if len(readouts) == 1 and any(
+        token == "--combine" or token.startswith("--combine=") for token in tokens
+    ):
+        raise UsageError(
+            "--combine says how several --readout models make one ensemble; this command "
+            f"trains one, --readout {readouts[0]}."
+        )
 
 
 def _estimator(args: argparse.Namespace, regression: bool, preprocessing: Any, n_scans: int):
@@ -993,7 +1043,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
     _architecture_options(group)
     group.add_argument(
-        "--weights", default="imagenet", help="encoder weights: imagenet, none, or a state dict"
+        "--weights",
+        default=RECOMMENDED_READOUT["weights"],
+        help="encoder weights: imagenet, none, or a state dict",
     )
     group.add_argument(
         "--freeze-encoder",
@@ -1071,7 +1123,7 @@ def _preprocessing_options(parser: argparse.ArgumentParser) -> None:
     prep = parser.add_argument_group("preprocessing")
     prep.add_argument(
         "--grid",
-        default="mni152",
+        default=DEFAULTS["grid"],
         help="target grid: mni152, mni152_91x109x91, or none (keep the scans' grid)",
     )
     prep.add_argument(
@@ -1239,12 +1291,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``slicelearn`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(tokens)
     _WHERE.clear()
     if getattr(args, "n_subjects", 4) < 4:
         print("slicelearn: error: --n-subjects must be at least 4", file=sys.stderr)
         return 2
     try:
+        if args.command in ("fit", "evaluate"):
+            _check_options_apply(args, tokens)
         with reporting(getattr(args, "progress", True)):
             return args.handler(args)
     except (UsageError, FileNotFoundError, ValueError, ImportError) as exc:

@@ -31,9 +31,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ._tags import volume_input_tags
+from .data.inputs import check_targets
 from .readout import probabilities
 from .splits import check_groups
 
@@ -204,9 +206,7 @@ class EnsembleRegressor(RegressorMixin, _Ensemble):
         """Fit every member on ``X`` and ``y`` (and, to stack, learn their weights)."""
         from sklearn.linear_model import LinearRegression
 
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1D, got shape {y.shape}.")
+        y = check_targets(y, len(X), type(self).__name__).astype(np.float64)
         out_of_fold = self._fit_members(X, y, groups)
         if out_of_fold is None:
             self.weights_ = np.full(len(self.estimators_), 1.0 / len(self.estimators_))
@@ -269,12 +269,14 @@ class EnsembleClassifier(ClassifierMixin, _Ensemble):
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> EnsembleClassifier:
         """Fit every member on ``X`` and the labels ``y`` (and, to stack, the combiner)."""
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1D, got shape {y.shape}.")
+        y = check_targets(y, len(X), type(self).__name__)
+        check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least two classes; y holds one.")
+            raise ValueError(
+                f"{type(self).__name__} needs at least two classes; y holds one class: "
+                f"{encoder.classes_.tolist()}."
+            )
         self.label_encoder_ = encoder
         codes = encoder.transform(y)
         out_of_fold = self._fit_members(X, y, groups, codes=codes)

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.preprocessing import LabelEncoder
@@ -39,7 +38,7 @@ from ._tags import volume_input_tags
 from .allocator import retain_freed_memory
 from .callbacks import RankZeroPrintLog, RestoreBestWeights, TrainingCheckpoint
 from .data.dataset import VolumeDataset, VolumeLoadError
-from .data.io import check_headers, is_image_list, load_volumes
+from .data.inputs import check_targets, read_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
 from .data.slices import occupied_box, occupied_slice_range
 from .distributed import (
@@ -176,21 +175,12 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
     # -- data ------------------------------------------------------------------
     def _check_X(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:
         """Validate X: an in-memory float32 array, or lazy volumes for scans."""
-        if isinstance(X, PreprocessedVolumes) or is_image_list(X):
-            volumes = self._lazy_volumes(X, reset)
-            shape = volumes.shape[1:]
-        else:
-            if self.preprocessing is not None:
-                raise ValueError(
-                    "preprocessing applies to NIfTI paths or images; an array carries no "
-                    "affine. Pass the scans, or preprocess the array yourself."
-                )
-            volumes = load_volumes(X)
-            shape = volumes.shape[1:]
-            if reset:
-                self.preprocessor_ = None
+        fitted = None if reset else getattr(self, "preprocessor_", None)
+        volumes, preprocessor = read_volumes(X, self.preprocessing, fitted)
+        shape = volumes.shape[1:]
         slice_dim = slice_axis_dim(self.axis)
         if reset:
+            self.preprocessor_ = preprocessor
             self.volume_shape_ = tuple(shape)
             self.n_slices_ = int(shape[slice_dim - 1])
         elif self.position_embedding == "learned" and shape[slice_dim - 1] != self.n_slices_:
@@ -201,24 +191,6 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
                 f"{self.volume_shape_}, or train with position_embedding='sinusoidal'."
             )
         return volumes
-
-    def _lazy_volumes(self, X: Any, reset: bool) -> PreprocessedVolumes:
-        """Scans stay on disk: only headers are read here, voxels in the DataLoader."""
-        if isinstance(X, PreprocessedVolumes):
-            preprocessor, items = X.preprocessor, X.items
-        else:
-            items = list(X)
-            preprocessor = getattr(self, "preprocessor_", None) if not reset else None
-            if preprocessor is None:
-                template = self.preprocessing
-                if template is None:
-                    # Reorientation only: the network z-scores each volume itself.
-                    template = VolumePreprocessor(target=None, normalize=None, cache_dir=None)
-                preprocessor = clone(template).fit(items)
-            if reset:
-                self.preprocessor_ = preprocessor
-        check_headers(items, same_shape=preprocessor.keeps_native_grid)
-        return PreprocessedVolumes(items, preprocessor)
 
     def get_dataset(self, X: Any, y: Any = None):
         """The dataset skorch iterates; frozen encoders serve cached slice features.
@@ -231,6 +203,23 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
     def volume_dataset(self, X: Any, y: Any = None):
         """The volumes of ``X`` as a dataset, read as the network reads them."""
         return self._dataset(X, y, encoded=False)
+
+    def iter_volumes(self, X: Any) -> Iterator[np.ndarray]:
+        """The volumes of ``X``, one at a time, as this fitted model reads them.
+
+        Scans are preprocessed as the training scans were; the network's
+        own steps (z-scoring each volume, cutting it to the content box)
+        happen inside the module and are not applied. Every family of
+        estimators has this method (:meth:`SliceLinearRegressor.iter_volumes`).
+
+        Yields
+        ------
+        ndarray of shape (X, Y, Z), float32
+        """
+        self.check_is_fitted()
+        dataset = self.volume_dataset(X)
+        for index in range(len(dataset)):
+            yield np.asarray(dataset[index][0], dtype=np.float32)
 
     def _dataset(
         self,
@@ -273,18 +262,6 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
             return Dataset({"trunk_maps": features}, y)
         return Dataset(features, y)
 
-    def _check_y_length(self, y: Any, n_samples: int) -> np.ndarray:
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None."
-            )
-        y = np.asarray(y)
-        if y.ndim == 0 or len(y) != n_samples:
-            raise ValueError(
-                f"X has {n_samples} volumes but y has {'no' if y.ndim == 0 else len(y)} targets."
-            )
-        return y
-
     # -- training --------------------------------------------------------------
     def _seed(self) -> contextlib.AbstractContextManager:
         """Seed torch inside ``fit`` without touching the caller's global RNG."""
@@ -320,7 +297,9 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         keep = self.warm_start and self.initialized_
         resolve_precision(self.precision, str(self.device))  # a bad value fails before training
         X = self._check_X(X, reset=not keep)
-        y = self._check_y(self._check_y_length(y, len(X)), reset=not keep)
+        y = self._check_y(
+            check_targets(y, len(X), type(self).__name__, columns="any"), reset=not keep
+        )
         self._split_groups = None if groups is None else check_groups(groups, len(X))
         if not keep:
             self._set_crop(X)
@@ -460,7 +439,7 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
             return self.fit(X, y, groups=groups, **fit_params)
         self._check_fit_params(fit_params)
         X = self._check_X(X, reset=False)
-        y = self._check_y(self._check_y_length(y, len(X)), reset=False)
+        y = self._check_y(check_targets(y, len(X), type(self).__name__, columns="any"), reset=False)
         self._split_groups = None if groups is None else check_groups(groups, len(X))
         try:
             with self._host_memory():
@@ -579,7 +558,12 @@ _COMMON_PARAMS_DOC = """
         torchvision's cache (downloaded once); ``efficientnet_lite0``'s ship
         with the package and work offline. A path loads a state dict.
     pooling : {"mean", "max", "attention"}, default="attention"
-        Permutation-invariant pooling over slices.
+        Permutation-invariant pooling over slices. The defaults of ``pooling``
+        and ``position_embedding`` are the paper's model; the command line's
+        network routes (and :data:`slicelearn.presets.FULL_FINE_TUNING`) use
+        mean pooling, which beat attention pooling in all six cells of
+        ``docs/results.md``'s pooling x position-embedding table (frozen
+        encoder, IXI brain age).
     position_embedding : {None, "learned", "sinusoidal"}, default="learned"
         Slice-index embedding. ``"learned"`` fixes the slice count;
         ``"sinusoidal"`` works for any slice count.

@@ -1,7 +1,7 @@
 """Where a fitted slice model looks, as per-slice scores and NIfTI maps.
 
-Three importance measures of a fitted :class:`~slicelearn.SliceCNNRegressor`
-or :class:`~slicelearn.SliceCNNClassifier`:
+Three importance measures of a fitted network,
+:class:`~slicelearn.SliceCNNRegressor` or :class:`~slicelearn.SliceCNNClassifier`:
 
 - ``"attention"``: the attention pooling's weight on each slice (attention
   pooling only; weights of one subject sum to 1);
@@ -13,7 +13,14 @@ or :class:`~slicelearn.SliceCNNClassifier`:
   intensity and the output's gradient with respect to it (any pooling;
   voxel-wise, summed over each slice for per-slice scores).
 
-:func:`slice_importance` returns the per-slice scores; :func:`importance_maps`
+and one of a linear slice readout, :class:`~slicelearn.SliceLinearRegressor`
+or :class:`~slicelearn.SliceLinearClassifier`:
+
+- ``"contribution"``: each slice's term in the readout, in absolute value
+  (:meth:`~slicelearn.SliceLinearRegressor.slice_contributions`).
+
+:func:`slice_importance` returns the per-slice scores of either family
+(:data:`DESCRIPTIONS` says what each method measures, in a sentence); :func:`importance_maps`
 turns them into one 3D NIfTI image per subject (per-slice measures fill their
 slice), in the space of the input scan or of the grid the model saw; and
 :func:`mean_importance_map` averages a cohort on the model's grid. The images
@@ -31,16 +38,54 @@ import torch
 from .data.io import is_image_list
 from .data.preprocessing import PreprocessedVolumes
 
-__all__ = ["METHODS", "importance_maps", "mean_importance_map", "slice_importance"]
+__all__ = [
+    "DESCRIPTIONS",
+    "METHODS",
+    "default_method",
+    "importance_maps",
+    "mean_importance_map",
+    "slice_importance",
+]
 
+#: The networks' methods (:func:`slice_importance` and :func:`importance_maps`).
 METHODS = ("attention", "occlusion", "gradient")
+#: The linear slice readouts' method.
+LINEAR_METHOD = "contribution"
+#: What each method measures, in words a figure's caption can use.
+DESCRIPTIONS = {
+    "attention": "the attention pooling's weight of each slice",
+    "occlusion": "how far the prediction moves when the slice is left out",
+    "gradient": "gradient x input, summed over the slice",
+    "contribution": (
+        "each slice's term in the linear readout (its features' deviation from the "
+        "training cohort's at that slice, times the weights), in absolute value"
+    ),
+}
+
+
+def _is_linear(estimator: Any) -> bool:
+    from .readout import _SliceLinearReadout
+
+    return isinstance(estimator, _SliceLinearReadout)
+
+
+def default_method(estimator: Any) -> str:
+    """The method a report uses: the readout's terms, attention weights, or occlusion."""
+    if _is_linear(estimator):
+        return LINEAR_METHOD
+    return "attention" if getattr(estimator, "pooling", None) == "attention" else "occlusion"
 
 
 def _check(estimator: Any, method: str) -> None:
     if not hasattr(estimator, "module_") or not hasattr(estimator, "n_slices_"):
         raise ValueError(f"{type(estimator).__name__} is not fitted yet: call fit first.")
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+        hint = (
+            f" ({LINEAR_METHOD!r} is the linear slice readouts' method)"
+            if method == LINEAR_METHOD
+            else ""
+        )
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}{hint}.")
     if method == "attention" and estimator.pooling != "attention":
         raise ValueError(
             f"method='attention' needs pooling='attention'; this model pools with "
@@ -49,19 +94,9 @@ def _check(estimator: Any, method: str) -> None:
 
 
 def _volumes(estimator: Any, X: Any):
-    """Yield ``(index, volume tensor (X, Y, Z))`` of X, read as the estimator reads them.
-
-    Slice networks read through their dataset; the linear readouts through
-    their preprocessing.
-    """
-    if hasattr(estimator, "volume_dataset"):
-        dataset = estimator.volume_dataset(X)
-        volumes = (dataset[index][0] for index in range(len(dataset)))
-    else:
-        loaded = estimator._volumes(X, reset=False)
-        volumes = (loaded[index] for index in range(len(loaded)))
-    for index, volume in enumerate(volumes):
-        yield index, torch.as_tensor(np.asarray(volume, dtype=np.float32))
+    """Yield ``(index, volume tensor (X, Y, Z))`` of X, read as the estimator reads them."""
+    for index, volume in enumerate(estimator.iter_volumes(X)):
+        yield index, torch.as_tensor(volume)
 
 
 def _output_index(estimator: Any, outputs: torch.Tensor, output: int | None) -> int:
@@ -117,20 +152,24 @@ def _slice_scores(estimator: Any, scores: np.ndarray, voxels: np.ndarray | None)
 
 
 def slice_importance(
-    estimator: Any, X: Any, method: str = "occlusion", *, output: int | None = None
+    estimator: Any, X: Any, method: str | None = None, *, output: int | None = None
 ) -> np.ndarray:
     """How much each slice index matters to each subject's prediction.
 
     Parameters
     ----------
-    estimator : fitted SliceCNNRegressor or SliceCNNClassifier
+    estimator : fitted network (SliceCNNRegressor, SliceCNNClassifier) or linear slice readout
+        (SliceLinearRegressor, SliceLinearClassifier)
     X : array of shape (n_subjects, X, Y, Z), or list of NIfTI paths or images
         Volumes, given as to ``predict``.
-    method : {"attention", "occlusion", "gradient"}, default="occlusion"
-        See :mod:`slicelearn.inspection`.
+    method : {"attention", "occlusion", "gradient", "contribution"}, optional
+        See :mod:`slicelearn.inspection`. By default ``"occlusion"`` for a
+        network and ``"contribution"`` (the only one) for a linear readout.
     output : int, optional
-        Which output to explain: by default the only one (regression, binary
-        classification), or each subject's predicted class.
+        Which output of a network to explain: by default the only one
+        (regression, binary classification), or each subject's predicted
+        class. A linear classifier's contributions are those of its first
+        logit.
 
     Returns
     -------
@@ -150,6 +189,13 @@ def slice_importance(
     >>> slice_importance(est, X[:2], "attention").sum(axis=1).round(3)
     array([1., 1.], dtype=float32)
     """
+    if _is_linear(estimator):
+        if method not in (None, LINEAR_METHOD):
+            raise ValueError(
+                f"A linear slice readout has one method, {LINEAR_METHOD!r}; got {method!r}."
+            )
+        return estimator.slice_contributions(X).astype(np.float32)
+    method = "occlusion" if method is None else method
     _check(estimator, method)
     rows = [
         _slice_scores(estimator, *_per_volume(estimator, volume, method, output))

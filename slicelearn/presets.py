@@ -1,10 +1,126 @@
-"""Named training recipes that the command line, the examples and the benchmarks share."""
+"""The recommended configuration and named training recipes, declared once.
+
+The command line's defaults, the examples and the benchmarks read them from
+here:
+
+- :data:`RECOMMENDED_PREPROCESSING` and :func:`recommended_preprocessing`:
+  from a raw T1 scan to the volume the models read;
+- :data:`RECOMMENDED_READOUT` and :func:`recommended_readout`: the model
+  that ``slicelearn fit`` trains by default;
+- :data:`FULL_FINE_TUNING` and :func:`full_fine_tuning`: Gupta et al.'s
+  network trained end to end on a CPU.
+
+Where the estimators' own defaults differ from these, their docstrings say
+why (the readouts' ``input_smoothing`` is in voxels, so its recommended value
+belongs to the recommended 2 mm grid; the networks' ``pooling`` and
+``position_embedding`` defaults are the paper's model).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FULL_FINE_TUNING", "full_fine_tuning"]
+if TYPE_CHECKING:
+    from .data import VolumePreprocessor
+    from .readout import SliceLinearClassifier, SliceLinearRegressor
+
+__all__ = [
+    "FULL_FINE_TUNING",
+    "RECOMMENDED_PREPROCESSING",
+    "RECOMMENDED_READOUT",
+    "full_fine_tuning",
+    "recommended_preprocessing",
+    "recommended_readout",
+]
+
+#: From a raw T1 scan (native space, skull on) to the models' volume: the
+#: brain extracted offline (deepbet), an affine registration to the 2 mm
+#: MNI152 template (ANTs, reproducible bit for bit), the volume z-scored in
+#: the brain. Chosen by repeated CV on 136 IXI scans (``docs/results.md``,
+#: ``docs/registration_choice.md``).
+RECOMMENDED_PREPROCESSING: dict[str, Any] = {
+    "target": "mni152",
+    "registration": "affine",
+    "registration_backend": "ants",
+    "skull_strip": "deepbet",
+    "normalize": "zscore_brain",
+}
+
+#: The command line's default model: a ridge readout (logistic regression for
+#: classes) of a frozen ImageNet EfficientNet-Lite0's ``blocks.3`` features,
+#: pooled 2 x 2 on each sagittal slice of the volume smoothed by 1 voxel
+#: (2 mm on the recommended grid), averaged over the slices. No network is
+#: trained; the penalty is chosen by internal CV.
+RECOMMENDED_READOUT: dict[str, Any] = {
+    "encoder": "efficientnet_lite0",
+    "weights": "imagenet",
+    "feature_layer": "blocks.3",
+    "feature_grid": 2,
+    "axis": "sagittal",
+    "input_smoothing": 1.0,
+}
+
+
+def recommended_preprocessing(**changes: Any) -> VolumePreprocessor:
+    """A :class:`~slicelearn.data.VolumePreprocessor` of :data:`RECOMMENDED_PREPROCESSING`.
+
+    Parameters
+    ----------
+    **changes
+        Further or different ``VolumePreprocessor`` parameters, e.g.
+        ``cache_dir=None`` or ``mask=...`` (given brain masks instead of
+        deepbet's).
+
+    Returns
+    -------
+    VolumePreprocessor
+        Unfitted.
+
+    Examples
+    --------
+    >>> from slicelearn.presets import recommended_preprocessing
+    >>> prep = recommended_preprocessing(cache_dir=None)
+    >>> prep.registration_backend, prep.skull_strip
+    ('ants', 'deepbet')
+    """
+    from .data import VolumePreprocessor
+
+    return VolumePreprocessor(**{**RECOMMENDED_PREPROCESSING, **changes})
+
+
+def recommended_readout(
+    task: str = "regression", **changes: Any
+) -> SliceLinearRegressor | SliceLinearClassifier:
+    """The command line's default model, :data:`RECOMMENDED_READOUT`, as an estimator.
+
+    Parameters
+    ----------
+    task : {"regression", "classification"}, default="regression"
+        :class:`~slicelearn.SliceLinearRegressor` (ridge) or
+        :class:`~slicelearn.SliceLinearClassifier` (logistic regression).
+    **changes
+        Further or different parameters of the readout, e.g.
+        ``preprocessing=recommended_preprocessing()`` for raw scans.
+
+    Returns
+    -------
+    SliceLinearRegressor or SliceLinearClassifier
+        Unfitted.
+
+    Examples
+    --------
+    >>> from slicelearn.presets import recommended_readout
+    >>> model = recommended_readout("classification", axis=("sagittal", "axial"))
+    >>> type(model).__name__, model.feature_layer, model.axis
+    ('SliceLinearClassifier', 'blocks.3', ('sagittal', 'axial'))
+    """
+    from .readout import SliceLinearClassifier, SliceLinearRegressor
+
+    kinds = {"regression": SliceLinearRegressor, "classification": SliceLinearClassifier}
+    if task not in kinds:
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}.")
+    return kinds[task](**{**RECOMMENDED_READOUT, **changes})
+
 
 #: Gupta et al.'s model trained end to end on 2 CPU cores: every encoder weight
 #: of ImageNet EfficientNet-Lite0 trains, each step encodes 16 random slices

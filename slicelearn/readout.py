@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
 from ._tags import volume_input_tags
 from .data.augment import AugmentedVolumes, VolumeAugmenter
-from .data.io import check_headers, is_image_list, load_volumes
+from .data.inputs import check_targets, read_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
 from .data.transforms import TransformedVolumes, smooth_volume
 from .feature_cache import shared_feature_cache, volume_keys
@@ -71,24 +71,33 @@ class _LinearReadout(BaseEstimator):
         return volume_input_tags(super().__sklearn_tags__())
 
     def _volumes(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:
-        if isinstance(X, PreprocessedVolumes):
-            return X
-        if is_image_list(X):
-            items = list(X)
-            if reset:
-                template = self.preprocessing
-                if template is None:
-                    template = VolumePreprocessor(target=None, normalize=None, cache_dir=None)
-                self.preprocessor_ = clone(template).fit(items)
-            check_headers(items, same_shape=self.preprocessor_.keeps_native_grid)
-            return PreprocessedVolumes(items, self.preprocessor_)
-        if self.preprocessing is not None:
-            raise ValueError(
-                "preprocessing applies to NIfTI paths or images; an array carries no affine."
-            )
+        fitted = None if reset else getattr(self, "preprocessor_", None)
+        volumes, preprocessor = read_volumes(X, self.preprocessing, fitted)
         if reset:
-            self.preprocessor_ = None
-        return load_volumes(X)
+            self.preprocessor_ = preprocessor
+        return volumes
+
+    def _model_input(self, X: Any, reset: bool) -> Any:
+        """The volumes of ``X`` as the model's features are computed from them."""
+        return self._volumes(X, reset)
+
+    def iter_volumes(self, X: Any) -> Iterator[np.ndarray]:
+        """The volumes of ``X``, one at a time, as this fitted model reads them.
+
+        Scans are preprocessed as the training scans were, and smoothed
+        where the model smooths its input (``input_smoothing``); a voxel
+        readout's own z-scoring and block averaging are not applied. Every
+        family of estimators has this method
+        (:meth:`SliceCNNRegressor.iter_volumes`).
+
+        Yields
+        ------
+        ndarray of shape (X, Y, Z), float32
+        """
+        check_is_fitted(self, "coef_")
+        volumes = self._model_input(X, reset=False)
+        for index in range(len(volumes)):
+            yield np.asarray(volumes[index], dtype=np.float32)
 
     def _standardized(self, features: np.ndarray) -> np.ndarray:
         centred = features - self.feature_mean_
@@ -210,7 +219,7 @@ class _SliceLinearReadout(_LinearReadout):
         copies = self.augment_copies if self.augmentation is not None else 0
         features = self._copy_features(X, reset=True, copies=copies)
         n = features.shape[1]
-        y = _targets(y, n)
+        y = check_targets(y, n, type(self).__name__)
         if groups is not None:
             groups = check_groups(groups, n)
         if copies:
@@ -229,8 +238,17 @@ class _SliceLinearReadout(_LinearReadout):
     def _model_input(self, X: Any, reset: bool) -> Any:
         """The volumes of ``X`` as the encoder sees them: read, then smoothed."""
         volumes = self._volumes(X, reset)
+        shape = tuple(volumes.shape[1:])
         if reset:
-            self.volume_shape_ = tuple(volumes.shape[1:])
+            self.volume_shape_ = shape
+        elif shape != tuple(self.volume_shape_):
+            # The slice average is defined for any grid, but features of
+            # another grid's slices are not what the readout was fitted on.
+            raise ValueError(
+                f"X holds volumes of shape {shape}; the model was fitted on "
+                f"{tuple(self.volume_shape_)}. Resample the volumes to the training grid "
+                "(preprocessing=VolumePreprocessor(target=...) does it for scans)."
+            )
         sigma = float(self.input_smoothing)
         if not sigma:
             return volumes
@@ -264,13 +282,13 @@ class _SliceLinearReadout(_LinearReadout):
             )
             if reset and not parts:
                 # Per-slice training means of the first axis: each slice's term in
-                # the readout is then zero for a slice like the cohort's (slice_importance).
+                # the readout is then zero for a slice like the cohort's (slice_contributions).
                 self.slice_feature_mean_ = features.double().mean(dim=0).numpy()
             parts.append(features.mean(dim=1).double().numpy())
         return np.concatenate(parts, axis=1)
 
-    def slice_importance(self, X: Any) -> np.ndarray:
-        """How much each slice of the first axis moves the readout, ``(n, S)``.
+    def slice_contributions(self, X: Any) -> np.ndarray:
+        """Each slice's term in the linear readout, in absolute value: ``(n, S)``.
 
         The readout is linear in the slice average, so a prediction's
         deviation from the training cohort's mean prediction is a sum of
@@ -278,7 +296,9 @@ class _SliceLinearReadout(_LinearReadout):
         that slice's features, times the weights, over the slice count. This
         returns those terms in absolute value (output units; for a classifier,
         of the first logit). Slices that look like the cohort's (empty border
-        slices, for one) score zero.
+        slices, for one) score zero. The slices are those of the first axis;
+        :func:`slicelearn.inspection.slice_importance` with
+        ``method="contribution"`` calls this.
         """
         check_is_fitted(self, "coef_")
         self._check_input_params()
@@ -299,6 +319,15 @@ class _SliceLinearReadout(_LinearReadout):
         coef = np.atleast_2d(self.coef_)[0, :width] / self.feature_scale_[:width]
         return np.abs((features - self.slice_feature_mean_) @ coef) / features.shape[1]
 
+    def slice_importance(self, X: Any) -> np.ndarray:
+        """Deprecated name of :meth:`slice_contributions` (it says what is computed)."""
+        warnings.warn(
+            "slice_importance was renamed slice_contributions; the old name goes in 0.3.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.slice_contributions(X)
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_nets", None)  # rebuilt from the parameters
@@ -311,15 +340,6 @@ def _encoder_digest(net: SliceNet) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _targets(y: Any, n: int) -> np.ndarray:
-    if y is None:
-        raise ValueError("requires y to be passed, but the target y is None.")
-    y = np.asarray(y)
-    if y.ndim == 0 or len(y) != n:
-        raise ValueError(f"X has {n} volumes but y has {'no' if y.ndim == 0 else len(y)} targets.")
-    return y
 
 
 def probabilities(scores: np.ndarray) -> np.ndarray:
@@ -346,8 +366,6 @@ class _RidgeReadout(RegressorMixin):
 
         features, y, groups = self._training_rows(X, y, groups)
         y = y.astype(np.float64)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1D, got shape {y.shape}.")
         if not np.isfinite(y).all():
             # Copies of the training scans follow the scans, so the first bad row is a scan's.
             bad = int(np.flatnonzero(~np.isfinite(y))[0])
@@ -384,12 +402,13 @@ class _LogisticReadout(ClassifierMixin):
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
         features, y, groups = self._training_rows(X, y, groups)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least two classes; y holds one.")
+            raise ValueError(
+                f"{type(self).__name__} needs at least two classes; y holds one class: "
+                f"{encoder.classes_.tolist()}."
+            )
         self.label_encoder_ = encoder
         codes = encoder.transform(y)
         standardized = self._fit_scaler(features)
@@ -459,6 +478,10 @@ _READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
         2 mm volumes went from 6.4 to 18.8 years MAE when the test scans were
         shifted by half a voxel (the blur of linear interpolation); one of
         volumes smoothed with sigma 1 went from 6.4 to 6.8 (``docs/results.md``).
+        The recommended configuration
+        (:data:`slicelearn.presets.RECOMMENDED_READOUT`, the command line's
+        default) uses 1.0 on its 2 mm grid; the default here is 0 because
+        sigma is in voxels, and an array of volumes says nothing of their size.
     augmentation : VolumeAugmenter or None, default=None
         Random flips, rotations, shifts and intensity fields
         (:class:`~slicelearn.data.VolumeAugmenter`). With it, ``fit`` adds

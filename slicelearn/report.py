@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import inspection
 from ._files import write_atomic
 
 __all__ = [
@@ -81,38 +82,23 @@ IMPORTANCE_SCANS = 16
 def _slice_profile(
     estimator: Any, X: Any, max_subjects: int = IMPORTANCE_SCANS
 ) -> tuple[np.ndarray, str]:
-    """Mean slice importance of the first scans, normalised to sum 1, and its method.
+    """Mean slice importance of the first scans, normalised to sum 1, and what it measures.
 
-    Attention weights with attention pooling, leave-one-slice-out otherwise
-    (see :mod:`slicelearn.inspection`); each slice's term of a linear readout.
+    :func:`slicelearn.inspection.default_method`: attention weights with
+    attention pooling, leave-one-slice-out otherwise, each slice's term of a
+    linear readout.
     """
     subset = X[: min(len(X), max_subjects)]
-    if hasattr(estimator, "slice_importance"):
-        importance = estimator.slice_importance(subset).mean(axis=0)
-        how = (
-            "each slice's term in the linear readout (its features' deviation from the "
-            "training cohort's at that slice, times the weights), in absolute value"
-        )
-    else:
-        from .inspection import slice_importance
-
-        method = "attention" if estimator.pooling == "attention" else "occlusion"
-        importance = slice_importance(estimator, subset, method).mean(axis=0)
-        how = (
-            "the attention pooling's weight of each slice"
-            if method == "attention"
-            else "how far the prediction moves when the slice is left out"
-        )
+    method = inspection.default_method(estimator)
+    importance = inspection.slice_importance(estimator, subset, method).mean(axis=0)
     total = importance.sum()
-    return (importance / total if total > 0 else importance), how
+    return (importance / total if total > 0 else importance), inspection.DESCRIPTIONS[method]
 
 
 def _volume_batch(estimator: Any, X: Any, max_subjects: int) -> np.ndarray:
     """The first volumes of X as one array, read the way the estimator reads them."""
-    from .inspection import _volumes
-
     subset = X[: min(len(X), max_subjects)]
-    return np.stack([volume.numpy() for _, volume in _volumes(estimator, subset)])
+    return np.stack(list(estimator.iter_volumes(subset)))
 
 
 def _learning_curves(history: Any, path: Path) -> None:

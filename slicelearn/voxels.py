@@ -27,12 +27,12 @@ from scipy import ndimage
 from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
+from .data.inputs import check_targets
 from .feature_cache import volume_keys
 from .readout import (
     _LinearReadout,
     _LogisticReadout,
     _RidgeReadout,
-    _targets,
 )
 from .splits import check_groups
 
@@ -173,7 +173,7 @@ class _VoxelLinearReadout(_LinearReadout):
 
     def _training_rows(self, X: Any, y: Any, groups: Any) -> tuple:
         matrix = self._voxel_matrix(X, reset=True)
-        y = _targets(y, len(matrix))
+        y = check_targets(y, len(matrix), type(self).__name__)
         if groups is not None:
             groups = check_groups(groups, len(matrix))
         self.voxel_mask_ = (matrix != 0).any(axis=0)

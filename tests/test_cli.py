@@ -17,8 +17,6 @@ from slicelearn.cli import _features, build_parser, main
 from slicelearn.model_files import model_info
 
 FAST = [
-    "--max-epochs",
-    "2",
     "--grid",
     "none",
     "--cache-dir",
@@ -29,6 +27,13 @@ FAST = [
     "--registration",
     "none",
 ]
+#: Options of --readout network only (others refuse them).
+NETWORK_FAST = ["--max-epochs", "2"]
+
+
+def fast(readout: str) -> list[str]:
+    """FAST, with the network's short schedule when the readout trains one."""
+    return [*FAST, *(NETWORK_FAST if readout == "network" else [])]
 
 
 @pytest.fixture
@@ -47,7 +52,7 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     model = tmp_path / "model.slm"
     report = tmp_path / "report"
     argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--report", report]
-    assert main([str(a) for a in [*argv, "--readout", readout, *FAST]]) == 0
+    assert main([str(a) for a in [*argv, "--readout", readout, *fast(readout)]]) == 0
     out = capsys.readouterr().out
     assert model.is_file() and "Saved the model" in out and "for predicting the training" in out
     assert "{" not in out and "\x1b[" not in out  # a sentence, no JSON, no colour codes
@@ -161,7 +166,7 @@ def test_three_class_models_fit_save_predict_and_evaluate(tmp_path, capsys, read
     )
     model, report = tmp_path / "dx.slm", tmp_path / "report"
     argv = ["fit", "--data", table, "--target", "dx", "--out", model, "--report", report]
-    assert main([str(a) for a in [*argv, "--readout", readout, *FAST]]) == 0
+    assert main([str(a) for a in [*argv, "--readout", readout, *fast(readout)]]) == 0
     assert model_info(model)["classes"] == ["AD", "CN", "MCI"]
     out = tmp_path / "predicted.csv"
     assert main(["predict", "--model", str(model), "--data", str(table), "--out", str(out)]) == 0
@@ -173,14 +178,14 @@ def test_three_class_models_fit_save_predict_and_evaluate(tmp_path, capsys, read
     fitted = pd.read_csv(report / "predictions.csv")
     assert (predictions["predicted_dx"] == fitted["predicted"]).all()
     cv = ["evaluate", "--data", table, "--target", "dx", "--cv", "3", "--report", tmp_path / "cv"]
-    assert main([str(a) for a in [*cv, "--readout", readout, *FAST]]) == 0
+    assert main([str(a) for a in [*cv, "--readout", readout, *fast(readout)]]) == 0
     metrics = json.loads((tmp_path / "cv" / "metrics.json").read_text())
     assert metrics["classes"] == ["AD", "CN", "MCI"] and 0 <= metrics["accuracy"] <= 1
 
 
 def test_the_epoch_table_has_no_colour_codes_outside_a_terminal(cohort, tmp_path, capsys):
     argv = ["fit", "--data", cohort, "--target", "age", "--out", tmp_path / "m.slm"]
-    argv += ["--readout", "network", "--verbose", *FAST]
+    argv += ["--readout", "network", "--verbose", *fast("network")]
     assert main([str(a) for a in argv]) == 0
     out = capsys.readouterr().out
     assert "train_loss" in out and "\x1b[" not in out  # the table, plain
@@ -342,7 +347,7 @@ def test_no_freeze_encoder_is_full_fine_tuning_with_its_recipe(cohort, tmp_path)
     model = tmp_path / "ft.slm"
     argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--readout", "network"]
     tiny = ["--no-freeze-encoder", "--encoder", "cnn2d", "--weights", "none", "--train-slices", "2"]
-    assert main([str(a) for a in [*argv, *tiny, *FAST]]) == 0
+    assert main([str(a) for a in [*argv, *tiny, *fast("network")]]) == 0
     assert model_info(model)["task"] == "regression"
 
 
@@ -565,3 +570,52 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
     assert main([str(a) for a in predict[:-2]]) == 0
     assert len(list((tmp_path / "home" / "cache").rglob("*.npy"))) == 6
     assert sorted(trained_on.rglob("*.npy")) == trained_entries
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--readout", "voxels", "--encoder", "resnet18"],
+            "--encoder applies to --readout ridge or network, and this command trains "
+            "--readout voxels",
+        ),
+        (["--pool", "attention"], "--pooling applies to --readout network"),  # a prefix
+        (["--readout", "ridge", "--no-freeze-encoder"], "--no-freeze-encoder applies to"),
+        (["--readout", "network", "--input-smoothing=2"], "--input-smoothing applies to"),
+        (["--combine", "stack"], "--combine says how several --readout models"),
+    ],
+)
+def test_an_option_the_chosen_readout_does_not_read_is_refused(options, message, capsys):
+    # Refused before the table is read: the data file need not exist.
+    argv = ["fit", "--data", "missing.csv", "--target", "age", "--out", "m.slm", *options]
+    code, error = _exit_code_and_error(capsys, *argv)
+    assert code == 2 and message in error, error
+    assert "missing.csv" not in error
+
+
+def test_options_of_any_chosen_readout_are_taken(tmp_path):
+    from slicelearn.cli import _check_options_apply
+
+    argv = ["evaluate", "--data", "t.csv", "--target", "age", "--readout", "ridge", "network"]
+    argv += ["--pooling", "attention", "--input-smoothing", "2", "--combine", "stack"]
+    _check_options_apply(build_parser().parse_args(argv), argv)  # no error
+
+
+def test_the_command_line_defaults_are_the_recommended_preset():
+    from slicelearn.cli import DEFAULTS, _estimator, _preprocessing
+    from slicelearn.data.cohort import Cohort
+    from slicelearn.nn import get_encoder_spec
+    from slicelearn.presets import RECOMMENDED_PREPROCESSING, RECOMMENDED_READOUT
+
+    args = build_parser().parse_args(["fit", "--data", "t.csv", "--target", "age", "--out", "m"])
+    cohort = Cohort(paths=["a.nii.gz"], y=None, ids=["a"], groups=["a"], masks=None, where=["a"])
+    prep = _preprocessing(args, cohort)
+    for name, value in RECOMMENDED_PREPROCESSING.items():
+        assert getattr(prep, name) == value, name
+    model = _estimator(args, True, prep, 200)
+    for name, value in RECOMMENDED_READOUT.items():
+        assert getattr(model, name) == value, name
+    assert DEFAULTS["encoder"] == RECOMMENDED_READOUT["encoder"]
+    layer_and_grid = (RECOMMENDED_READOUT["feature_layer"], RECOMMENDED_READOUT["feature_grid"])
+    assert get_encoder_spec(RECOMMENDED_READOUT["encoder"]).recommended_features == layer_and_grid

@@ -126,7 +126,7 @@ def test_input_smoothing_is_the_readout_of_smoothed_volumes():
     plain = SliceLinearRegressor(**SMALL).fit(X, y)
     assert not np.allclose(est.predict(X), plain.predict(X))
     np.testing.assert_allclose(
-        est.slice_importance(X), reference.slice_importance(smoothed), rtol=1e-5, atol=1e-9
+        est.slice_contributions(X), reference.slice_contributions(smoothed), rtol=1e-5, atol=1e-9
     )
 
 

@@ -1,5 +1,7 @@
 """Data: reading scans, preprocessing them, caching them, and serving them lazily.
 
+- :mod:`.inputs`: the one way into every estimator: X read as volumes
+  (:func:`read_volumes`) and y checked against them (:func:`check_targets`);
 - :mod:`.io`: arrays, NIfTI paths and nibabel images into RAS volumes, with
   errors that name the file or index;
 - :mod:`.preprocessing`: :class:`VolumePreprocessor`, the scikit-learn
@@ -19,6 +21,7 @@ from .augment import AugmentedVolumes, VolumeAugmenter
 from .cache import VolumeCache
 from .cohort import Cohort, load_cohort, read_cohort
 from .dataset import VolumeDataset, VolumeLoadError
+from .inputs import check_targets, read_volumes
 from .io import check_volume_array, load_image, load_nifti, load_volumes
 from .preprocessing import PreprocessedVolumes, VolumePreprocessor, template_image
 from .skullstrip import brain_mask
@@ -33,11 +36,13 @@ __all__ = [
     "VolumeLoadError",
     "VolumePreprocessor",
     "brain_mask",
+    "check_targets",
     "check_volume_array",
     "load_cohort",
     "load_image",
     "load_nifti",
     "load_volumes",
     "read_cohort",
+    "read_volumes",
     "template_image",
 ]
