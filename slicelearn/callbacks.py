@@ -202,6 +202,21 @@ class TrainingCheckpoint(Callback):
         return int(state["epochs"])
 
 
+def resume_training(net: Any, X: Any, y: Any, fit_params: dict[str, Any]) -> dict[str, Any]:
+    """Restore ``net``'s :class:`TrainingCheckpoint`, if it has one; the fit's remaining epochs.
+
+    Returns ``fit_params`` with ``epochs`` lowered by the epochs the
+    checkpoint holds (unchanged when there is no checkpoint to resume).
+    """
+    for _, callback in net.callbacks_:
+        if isinstance(callback, TrainingCheckpoint):
+            done = callback.restore(net, X, y)
+            if done:
+                epochs = fit_params.get("epochs", net.max_epochs)
+                return {**fit_params, "epochs": max(epochs - done, 0)}
+    return fit_params
+
+
 def training_fingerprint(net: Any, X: Any, y: Any) -> str:
     """What a checkpoint must match to be resumed: class, parameters, training data."""
     ignored = {"callbacks", "verbose", "device", "warm_start"}

@@ -23,6 +23,7 @@ from sklearn.base import clone
 
 from . import __version__
 from ._progress import progress, reporting
+from .data.registration import REGISTRATION_BACKENDS
 from .presets import FULL_FINE_TUNING, RECOMMENDED_PREPROCESSING, RECOMMENDED_READOUT
 
 __all__ = ["build_parser", "main"]
@@ -1148,7 +1149,7 @@ def _preprocessing_options(parser: argparse.ArgumentParser) -> None:
     prep.add_argument(
         "--registration-backend",
         default=DEFAULTS["registration_backend"],
-        choices=["ants", "dipy"],
+        choices=sorted(REGISTRATION_BACKENDS),
         help="ants: about 4 s a scan, for brain-extracted scans "
         "(pip install 'slicelearn[registration-ants]'); dipy: about 40 s, also whole heads "
         "(pip install 'slicelearn[registration]')",

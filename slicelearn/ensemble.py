@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
@@ -35,6 +35,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ._tags import volume_input_tags
+from ._validation import RANDOM_STATE, Interval, Options, validate_params
 from .data.inputs import check_targets
 from .readout import probabilities
 from .splits import check_groups
@@ -74,6 +75,12 @@ class _Ensemble(BaseEstimator):
         self.cv = cv
         self.random_state = random_state
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "combine": [Options(*COMBINATIONS)],
+        "cv": [Interval("int", 2)],
+        "random_state": [RANDOM_STATE],
+    }
+
     def __sklearn_tags__(self):
         return volume_input_tags(super().__sklearn_tags__())
 
@@ -89,13 +96,9 @@ class _Ensemble(BaseEstimator):
         names = [name for name, _ in members]
         if len(set(names)) != len(names):
             raise ValueError(f"estimators need distinct names, got {names}.")
-        if self.combine not in COMBINATIONS:
-            raise ValueError(f"combine must be one of {COMBINATIONS}, got {self.combine!r}.")
-        cv = self.cv
-        if self.combine == "stack" and (
-            isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2
-        ):
-            raise ValueError(f"cv must be an integer >= 2 for combine='stack', got {cv!r}.")
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
         return members
 
     def _folds(self, n: int, codes: np.ndarray | None, groups: Any) -> list:

@@ -10,44 +10,45 @@ keep their meaning.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import EpochScoring
-from skorch.dataset import Dataset, ValidSplit
-from skorch.utils import is_dataset, to_tensor
+from skorch.dataset import ValidSplit
+from skorch.utils import to_tensor
 from torch import nn
 
 from ._params import with_shared_parameters
 from ._progress import progress
+from ._runtime import cudnn_autotune, host_memory, seeded
 from ._skorch_params import SkorchParamsMixin
 from ._tags import volume_input_tags
-from .allocator import retain_freed_memory
-from .callbacks import RankZeroPrintLog, RestoreBestWeights, TrainingCheckpoint
-from .data.dataset import VolumeDataset, VolumeLoadError
-from .data.inputs import check_targets, read_volumes
-from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
-from .data.slices import occupied_box, occupied_slice_range
+from ._validation import BOOLEAN, RANDOM_STATE, Interval, Options, Satisfies, validate_params
+from ._volume_routing import VolumeRoutingMixin
+from .callbacks import RankZeroPrintLog, RestoreBestWeights, resume_training
+from .data.dataset import VolumeLoadError
+from .data.inputs import check_targets
+from .data.preprocessing import VolumePreprocessor
+from .data.slices import content_crop
 from .distributed import (
     DataParallelMixin,
     process_group,
 )
-from .feature_cache import shared_feature_cache
+from .nn.slicenet import PARAMETER_CONSTRAINTS as SLICENET_CONSTRAINTS
 from .nn.slicenet import SliceNet, slice_axis_dim
-from .precision import resolve_precision
+from .precision import PRECISIONS
+from .precision import autocast as precision_autocast
 from .splits import check_groups, grouped_validation_split
 
 __all__ = ["SliceCNNClassifier", "SliceCNNRegressor"]
@@ -82,10 +83,24 @@ def _binary_logit_to_proba(logits: torch.Tensor) -> torch.Tensor:
     return torch.stack([1 - positive, positive], dim=1)
 
 
-class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
-    """The slice estimator: what both estimators share, from reading X to predicting."""
+def _architecture_constraints(init: Callable) -> dict[str, list]:
+    """SliceNet's constraints of the parameters that ``init`` shares with it."""
+    shared = inspect.signature(init).parameters
+    return {name: rule for name, rule in SLICENET_CONSTRAINTS.items() if name in shared}
+
+
+class _SliceNeuralNet(VolumeRoutingMixin, DataParallelMixin, SkorchParamsMixin):
+    """The network estimators' base class: a skorch net of a SliceNet, from fit to prediction.
+
+    Reading X lives in :class:`~slicelearn._volume_routing.VolumeRoutingMixin`,
+    data-parallel training in :class:`~slicelearn.distributed.DataParallelMixin`,
+    skorch-as-scikit-learn plumbing in :class:`~slicelearn._skorch_params.SkorchParamsMixin`,
+    and the context of each call (seeding, host memory, cuDNN) in :mod:`slicelearn._runtime`.
+    """
 
     routed_defaults = _ROUTED_DEFAULTS
+
+    #: What each shared parameter accepts, checked at ``fit`` (slicelearn._validation).
 
     def __init__(
         self,
@@ -161,6 +176,23 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         self.preprocessing = preprocessing
         self.random_state = random_state
 
+    #: What each shared parameter accepts, checked at ``fit`` (slicelearn._validation):
+    #: SliceNet's own rules for the architecture, then the training's.
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **_architecture_constraints(__init__),
+        "crop_empty_slices": [BOOLEAN],
+        "crop_to_content": [BOOLEAN],
+        "precision": [Options(*PRECISIONS)],
+        "preprocessing": [VolumePreprocessor, None],
+        "random_state": [RANDOM_STATE],
+        "lr": [Interval("real", 0, closed="neither")],
+        "max_epochs": [Interval("int", 0)],
+        "batch_size": [Interval("int", 1)],
+        "device": [str, torch.device],
+        "verbose": [Interval("int", 0)],
+        "warm_start": [BOOLEAN],
+    }
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "encoder":
             # An encoder module is a parameter (a template deep-copied at each
@@ -172,109 +204,7 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
     def __sklearn_tags__(self):
         return volume_input_tags(super().__sklearn_tags__())
 
-    # -- data ------------------------------------------------------------------
-    def _check_X(self, X: Any, reset: bool) -> np.ndarray | PreprocessedVolumes:
-        """Validate X: an in-memory float32 array, or lazy volumes for scans."""
-        fitted = None if reset else getattr(self, "preprocessor_", None)
-        volumes, preprocessor = read_volumes(X, self.preprocessing, fitted)
-        shape = volumes.shape[1:]
-        slice_dim = slice_axis_dim(self.axis)
-        if reset:
-            self.preprocessor_ = preprocessor
-            self.volume_shape_ = tuple(shape)
-            self.n_slices_ = int(shape[slice_dim - 1])
-        elif self.position_embedding == "learned" and shape[slice_dim - 1] != self.n_slices_:
-            raise ValueError(
-                f"The model was trained on {self.n_slices_} {self.axis} slices per volume "
-                f"and its learned position embedding needs that count; X has "
-                f"{shape[slice_dim - 1]}. Resample X to the training grid "
-                f"{self.volume_shape_}, or train with position_embedding='sinusoidal'."
-            )
-        return volumes
-
-    def get_dataset(self, X: Any, y: Any = None):
-        """The dataset skorch iterates; frozen encoders serve cached slice features.
-
-        Predictions (and grid-search scoring) of a frozen-encoder model then reuse
-        the features of volumes seen before instead of running the encoder again.
-        """
-        return self._dataset(X, y, encoded=bool(self.freeze_encoder) and self.initialized_)
-
-    def volume_dataset(self, X: Any, y: Any = None):
-        """The volumes of ``X`` as a dataset, read as the network reads them."""
-        return self._dataset(X, y, encoded=False)
-
-    def iter_volumes(self, X: Any) -> Iterator[np.ndarray]:
-        """The volumes of ``X``, one at a time, as this fitted model reads them.
-
-        Scans are preprocessed as the training scans were; the network's
-        own steps (z-scoring each volume, cutting it to the content box)
-        happen inside the module and are not applied. Every family of
-        estimators has this method (:meth:`SliceLinearRegressor.iter_volumes`).
-
-        Yields
-        ------
-        ndarray of shape (X, Y, Z), float32
-        """
-        self.check_is_fitted()
-        dataset = self.volume_dataset(X)
-        for index in range(len(dataset)):
-            yield np.asarray(dataset[index][0], dtype=np.float32)
-
-    def _dataset(
-        self,
-        X: Any,
-        y: Any = None,
-        *,
-        encoded: bool,
-        checked: bool = False,
-        share_out: bool = False,
-    ) -> Any:
-        """The one data router: ``X`` as the dataset the network iterates.
-
-        A dataset is used as is. Otherwise ``X`` is validated (unless
-        ``checked``: ``fit`` has done it) and served as its volumes (lazy
-        scans read one at a time, arrays as they are) or, with ``encoded``
-        (a frozen encoder), as its slice features (trunk maps with partial
-        freezing), computed once per volume and reused by every epoch, fold
-        and grid-search candidate in this process. With ``share_out`` (``fit``
-        in a data-parallel run, which every process reaches together), the
-        processes encode a share each and exchange them; prediction never
-        does, as one process may predict alone.
-        """
-        if is_dataset(X):
-            return X
-        if not (checked or isinstance(X, PreprocessedVolumes)):
-            X = self._check_X(X, reset=False)
-        if not encoded:
-            if isinstance(X, PreprocessedVolumes):
-                return VolumeDataset(X, y)
-            return super().get_dataset(X, y)
-        features = shared_feature_cache().features(
-            self.module_,
-            X,
-            batch_size=self.batch_size,
-            device=self.device,
-            num_workers=self.get_params_for("iterator_valid").get("num_workers", 0),
-            group=process_group(self.device) if share_out else None,
-        )
-        if self.module_.frozen_stages:
-            return Dataset({"trunk_maps": features}, y)
-        return Dataset(features, y)
-
     # -- training --------------------------------------------------------------
-    def _seed(self) -> contextlib.AbstractContextManager:
-        """Seed torch inside ``fit`` without touching the caller's global RNG."""
-        if self.random_state is None:
-            return contextlib.nullcontext()
-        return _seeded(check_random_state(self.random_state).randint(2**31 - 1), self.device)
-
-    def _host_memory(self) -> contextlib.AbstractContextManager:
-        """Reuse freed host memory while the CPU computes (see slicelearn.allocator)."""
-        if str(self.device).startswith("cpu"):
-            return retain_freed_memory()
-        return contextlib.nullcontext()
-
     def fit(self, X: Any, y: Any, groups: Any = None, **fit_params):
         """Fit the network on volumes ``X`` and targets ``y``.
 
@@ -293,85 +223,48 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         -------
         self
         """
-        self._check_fit_params(fit_params)
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
+        _check_fit_params(type(self).__name__, fit_params)
         keep = self.warm_start and self.initialized_
-        resolve_precision(self.precision, str(self.device))  # a bad value fails before training
         X = self._check_X(X, reset=not keep)
         y = self._check_y(
             check_targets(y, len(X), type(self).__name__, columns="any"), reset=not keep
         )
         self._split_groups = None if groups is None else check_groups(groups, len(X))
         if not keep:
-            self._set_crop(X)
+            self.content_box_, self.slice_range_ = content_crop(
+                X, slice_axis_dim(self.axis) - 1, self.crop_to_content, self.crop_empty_slices
+            )
         process_group(self.device)  # joins torchrun's group, if launched by it
         try:
-            with self._seed(), self._host_memory():
+            with seeded(self.random_state, self.device), host_memory(self.device):
                 if not keep:
                     self.initialize()
-                    fit_params = self._resume_from_checkpoint(fit_params, X, y)
-                self._train(self._fit_data(X, y), y, **fit_params)
+                    fit_params = resume_training(self, X, y, fit_params)
+                self._train(self._training_data(X, y), y, **fit_params)
         finally:
             self.__dict__.pop("_split_groups", None)  # this fit's, not the model's
         return self
 
-    def _set_crop(self, X: Any) -> None:
-        """``content_box_`` and ``slice_range_``: what the network keeps of every volume."""
-        dim = slice_axis_dim(self.axis) - 1
-        self.content_box_ = occupied_box(X) if self.crop_to_content else None
-        if self.content_box_ is not None:
-            self.slice_range_ = self.content_box_[dim]
-        elif self.crop_empty_slices:
-            self.slice_range_ = occupied_slice_range(X, dim)
-        else:
-            self.slice_range_ = None
-
-    def _check_fit_params(self, fit_params: dict[str, Any]) -> None:
-        """Reject fit parameters early: skorch would pass them to the network's forward."""
-        accepted = set(inspect.signature(SliceNet.forward).parameters) - {"self", "volumes"}
-        unknown = sorted(set(fit_params) - accepted - {"epochs"})
-        if unknown:
-            hint = ""
-            if "sample_weight" in unknown:
-                hint = (
-                    " The slice networks take no sample_weight; for class imbalance, "
-                    "weight the loss with criterion__pos_weight (two classes) or "
-                    "criterion__weight."
-                )
-            raise TypeError(
-                f"{type(self).__name__}.fit got unexpected keyword argument(s) {unknown}; "
-                f"it takes 'epochs' and the network's {sorted(accepted)}.{hint}"
-            )
-
-    def _resume_from_checkpoint(self, fit_params: dict, X: Any, y: np.ndarray) -> dict:
-        """Load a TrainingCheckpoint's state, if one is registered and written; fewer epochs."""
-        for _, callback in self.callbacks_:
-            if isinstance(callback, TrainingCheckpoint):
-                done = callback.restore(self, X, y)
-                if done:
-                    epochs = fit_params.get("epochs", self.max_epochs)
-                    return {**fit_params, "epochs": max(epochs - done, 0)}
-        return fit_params
-
-    def _autocast(self) -> contextlib.AbstractContextManager | None:
-        """The forward pass's autocast context for ``precision``, or None for fp32."""
-        device = str(self.device)
-        precision = resolve_precision(self.precision, device)
-        if precision == "fp32":
-            return None
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(device.split(":")[0], dtype=dtype)
-
     def infer(self, x: Any, **fit_params):
-        autocast = self._autocast()
+        """skorch's forward pass: under ``precision``'s autocast, through DDP when training."""
+        module = self.module_
+        if module.training and torch.is_grad_enabled():
+            module = self._data_parallel() or module
+        x = to_tensor(x, device=self.device)
+        if isinstance(x, Mapping):
+            args, kwargs = (), self._merge_x_and_fit_params(x, fit_params)
+        else:
+            args, kwargs = (x,), fit_params
+        autocast = precision_autocast(self.precision, str(self.device))
         if autocast is None:
-            return self._forward(x, **fit_params)
+            return module(*args, **kwargs)
         with autocast:
-            return self._forward(x, **fit_params).float()
+            return module(*args, **kwargs).float()
 
     def get_split_datasets(self, X: Any, y: Any = None, **fit_params):
-        return self._split_datasets(X, y, **fit_params)
-
-    def _split_datasets(self, X: Any, y: Any = None, **fit_params):
         """skorch's train/validation split, by subject when ``fit`` was given groups."""
         groups = self.__dict__.get("_split_groups")
         split = self.train_split
@@ -383,16 +276,6 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
             subset = torch.utils.data.Subset
             return subset(dataset, train.tolist()), subset(dataset, valid.tolist())
         return split(dataset, y, groups=groups)  # a custom split must take groups
-
-    def _forward(self, x: Any, **fit_params):
-        """skorch's ``infer``, through DistributedDataParallel in distributed training."""
-        module = self.module_
-        if self.module_.training and torch.is_grad_enabled():
-            module = self._data_parallel() or module
-        x = to_tensor(x, device=self.device)
-        if isinstance(x, Mapping):
-            return module(**self._merge_x_and_fit_params(x, fit_params))
-        return module(x, **fit_params)
 
     def train_step(self, batch: Any, **fit_params):
         step = super().train_step(batch, **fit_params)
@@ -412,14 +295,9 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         with torch.inference_mode():
             return super().evaluation_step(batch, training=False)
 
-    def _fit_data(self, X: Any, y: Any) -> Any:
-        """The training data of ``fit``/``partial_fit``, from an ``X`` it validated."""
-        encoded = bool(self.freeze_encoder)
-        return self._dataset(X, y, encoded=encoded, checked=True, share_out=True)
-
     def _train(self, X: Any, y: Any, **fit_params) -> None:
         try:
-            with self._cudnn_autotune():
+            with cudnn_autotune(self.device):
                 NeuralNet.partial_fit(self, X, y, **fit_params)
         except VolumeLoadError as exc:
             completed = max(len(self.history) - 1, 0)
@@ -437,13 +315,13 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
         """Train further on ``X``, ``y`` (the first call behaves like ``fit``)."""
         if not self.initialized_ or not hasattr(self, "n_slices_"):
             return self.fit(X, y, groups=groups, **fit_params)
-        self._check_fit_params(fit_params)
+        _check_fit_params(type(self).__name__, fit_params)
         X = self._check_X(X, reset=False)
         y = self._check_y(check_targets(y, len(X), type(self).__name__, columns="any"), reset=False)
         self._split_groups = None if groups is None else check_groups(groups, len(X))
         try:
-            with self._host_memory():
-                self._train(self._fit_data(X, y), y, **fit_params)
+            with host_memory(self.device):
+                self._train(self._training_data(X, y), y, **fit_params)
         finally:
             self.__dict__.pop("_split_groups", None)
         return self
@@ -454,30 +332,13 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
                 f"{type(self).__name__} builds its network from the training data: call fit."
             )
         kwargs = {name: getattr(self, name) for name in _architecture_params()}
+        box = getattr(self, "content_box_", None)
+        slice_range = getattr(self, "slice_range_", None)
+        crop = {"crop_box": box} if box is not None else {"slice_range": slice_range}
         self.module_ = SliceNet(
-            n_outputs=self._n_outputs(),
-            n_slices=self.n_slices_,
-            **self._crop_params(),
-            **kwargs,
+            n_outputs=self._n_outputs(), n_slices=self.n_slices_, **crop, **kwargs
         )
         return self
-
-    def _crop_params(self) -> dict[str, Any]:
-        box = getattr(self, "content_box_", None)
-        if box is not None:
-            return {"crop_box": box}
-        return {"slice_range": getattr(self, "slice_range_", None)}
-
-    def _cudnn_autotune(self) -> contextlib.AbstractContextManager:
-        """cuDNN benchmark mode for this fit or prediction only, on CUDA.
-
-        Every batch has the same slice shape, so cuDNN's search for the fastest
-        convolution pays back at once. Not when the user asked for deterministic
-        algorithms, and never as a process-wide switch that outlives the call.
-        """
-        if not str(self.device).startswith("cuda") or torch.are_deterministic_algorithms_enabled():
-            return contextlib.nullcontext()
-        return _cudnn_benchmark()
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Any]]:
@@ -497,7 +358,7 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
     def _predict_raw(self, X: Any) -> np.ndarray:
         self.check_is_fitted()
         # get_dataset serves cached slice features when the encoder is frozen.
-        with self._host_memory(), self._cudnn_autotune():
+        with host_memory(self.device), cudnn_autotune(self.device):
             prediction = NeuralNet.predict_proba(self, X)
         finite = np.isfinite(prediction.reshape(len(prediction), -1)).all(axis=1)
         if not finite.all():
@@ -520,30 +381,27 @@ class _SliceCNNMixin(DataParallelMixin, SkorchParamsMixin):
             counter.close()
 
 
-@contextlib.contextmanager
-def _cudnn_benchmark() -> Iterator[None]:
-    """``torch.backends.cudnn.benchmark`` on inside the block, as it was after it."""
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
-
-
-@contextlib.contextmanager
-def _seeded(seed: int, device) -> Iterator[None]:
-    devices = []
-    if torch.device(device).type == "cuda" and torch.cuda.is_available():
-        devices = list(range(torch.cuda.device_count()))
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+def _check_fit_params(owner: str, fit_params: dict[str, Any]) -> None:
+    """Reject fit parameters early: skorch would pass them to the network's forward."""
+    accepted = set(inspect.signature(SliceNet.forward).parameters) - {"self", "volumes"}
+    unknown = sorted(set(fit_params) - accepted - {"epochs"})
+    if unknown:
+        hint = ""
+        if "sample_weight" in unknown:
+            hint = (
+                " The slice networks take no sample_weight; for class imbalance, "
+                "weight the loss with criterion__pos_weight (two classes) or "
+                "criterion__weight."
+            )
+        raise TypeError(
+            f"{owner}.fit got unexpected keyword argument(s) {unknown}; "
+            f"it takes 'epochs' and the network's {sorted(accepted)}.{hint}"
+        )
 
 
 def _architecture_params() -> tuple[str, ...]:
     """Estimator parameters that are SliceNet's too, in SliceNet's order."""
-    shared = inspect.signature(_SliceCNNMixin.__init__).parameters
+    shared = inspect.signature(_SliceNeuralNet.__init__).parameters
     return tuple(name for name in inspect.signature(SliceNet).parameters if name in shared)
 
 
@@ -648,7 +506,7 @@ _COMMON_PARAMS_DOC = """
 """
 
 
-class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
+class SliceCNNRegressor(_SliceNeuralNet, NeuralNetRegressor):
     __doc__ = (
         """2D-slice set network regressor for 3D MRI, e.g. brain age.
 
@@ -708,7 +566,12 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         super().__init__(encoder, weights, criterion=criterion, train_split=train_split, **params)
         self.scale_target = scale_target
 
-    __init__.__signature__ = with_shared_parameters(__init__, _SliceCNNMixin.__init__)
+    __init__.__signature__ = with_shared_parameters(__init__, _SliceNeuralNet.__init__)
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **_SliceNeuralNet._parameter_constraints,
+        "scale_target": [BOOLEAN],
+    }
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -777,7 +640,7 @@ class SliceCNNRegressor(_SliceCNNMixin, NeuralNetRegressor):
         raise AttributeError(f"{type(self).__name__} has no predict_proba: use predict.")
 
 
-class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
+class SliceCNNClassifier(_SliceNeuralNet, NeuralNetClassifier):
     __doc__ = (
         """2D-slice set network classifier for 3D MRI, e.g. AD vs CN.
 
@@ -845,12 +708,20 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
             **params,
         )
 
-    __init__.__signature__ = with_shared_parameters(__init__, _SliceCNNMixin.__init__)
+    __init__.__signature__ = with_shared_parameters(__init__, _SliceNeuralNet.__init__)
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **_SliceNeuralNet._parameter_constraints,
+        "classes": [
+            None,
+            Satisfies(lambda value: len(np.unique(np.asarray(value))) >= 2, "two labels or more"),
+        ],
+    }
 
     def _validation_scoring(self) -> tuple[str, EpochScoring]:
         return "valid_acc", EpochScoring(_valid_accuracy, name="valid_acc", lower_is_better=False)
 
-    def _split_datasets(self, X: Any, y: Any = None, **fit_params):
+    def get_split_datasets(self, X: Any, y: Any = None, **fit_params):
         """skorch's train/validation split; all data when a stratified split cannot be made.
 
         A stratified ``ValidSplit`` (the default) needs every class in both
@@ -859,9 +730,9 @@ class SliceCNNClassifier(_SliceCNNMixin, NeuralNetClassifier):
         """
         split = self.train_split
         if not (isinstance(split, ValidSplit) and split.stratified and y is not None):
-            return super()._split_datasets(X, y, **fit_params)
+            return super().get_split_datasets(X, y, **fit_params)
         try:
-            return super()._split_datasets(X, y, **fit_params)
+            return super().get_split_datasets(X, y, **fit_params)
         except ValueError as exc:
             warnings.warn(self._unsplittable_message(split, np.asarray(y), exc), stacklevel=2)
             return self.get_dataset(X, y), None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-__all__ = ["PRECISIONS", "native_bf16", "resolve_precision"]
+__all__ = ["PRECISIONS", "autocast", "native_bf16", "resolve_precision"]
 
 #: The estimators' ``precision`` values.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -57,3 +59,21 @@ def resolve_precision(precision: str, device: str) -> str:
     if device.startswith("cuda") or (device.startswith("cpu") and native_bf16()):
         return "bf16"
     return "fp32"
+
+
+def autocast(precision: str, device: str) -> contextlib.AbstractContextManager | None:
+    """The forward pass's autocast context for ``precision`` on ``device``, or None for fp32.
+
+    Examples
+    --------
+    >>> from slicelearn.precision import autocast
+    >>> autocast("fp32", "cpu") is None
+    True
+    >>> autocast("bf16", "cpu").fast_dtype
+    torch.bfloat16
+    """
+    resolved = resolve_precision(precision, device)
+    if resolved == "fp32":
+        return None
+    dtype = torch.bfloat16 if resolved == "bf16" else torch.float16
+    return torch.autocast(device.split(":")[0], dtype=dtype)

@@ -15,9 +15,10 @@ cohorts of a few dozen scans.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
 from ._tags import volume_input_tags
+from ._validation import BOOLEAN, POSITIVE_GRID, Interval, Options, Satisfies, validate_params
 from .data.augment import AugmentedVolumes, VolumeAugmenter
 from .data.inputs import check_targets, read_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
@@ -45,13 +47,8 @@ DEFAULT_CS = tuple(float(c) for c in np.logspace(-5, 1, 7))
 
 
 def _axes(axis: str | Sequence[str]) -> tuple[str, ...]:
-    axes = (axis,) if isinstance(axis, str) else tuple(axis)
-    unknown = [a for a in axes if a not in AXES]
-    if not axes or unknown or len(set(axes)) != len(axes):
-        raise ValueError(
-            f"axis must be one of {', '.join(AXES)} or a tuple of distinct ones, got {axis!r}."
-        )
-    return axes
+    """``axis`` as a tuple (the parameter table has checked it)."""
+    return (axis,) if isinstance(axis, str) else tuple(axis)
 
 
 class _LinearReadout(BaseEstimator):
@@ -76,6 +73,14 @@ class _LinearReadout(BaseEstimator):
         if reset:
             self.preprocessor_ = preprocessor
         return volumes
+
+    #: What each parameter accepts (slicelearn._validation); a family's table.
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+
+    def _validate_params(self) -> None:
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
 
     def _model_input(self, X: Any, reset: bool) -> Any:
         """The volumes of ``X`` as the model's features are computed from them."""
@@ -149,13 +154,37 @@ class _SliceLinearReadout(_LinearReadout):
         self.num_workers = num_workers
         self.device = device
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "encoder": [Satisfies(lambda value: isinstance(value, str), "an encoder name")],
+        "weights": [str, os.PathLike, None],
+        "feature_layer": [str, None],
+        "feature_grid": [Interval("int", 1)],
+        "axis": [
+            Options(*AXES),
+            Satisfies(
+                lambda value: (
+                    isinstance(value, (tuple, list))
+                    and len(value) > 0
+                    and all(axis in AXES for axis in value)
+                    and len(set(value)) == len(value)
+                ),
+                "a tuple of distinct ones",
+            ),
+        ],
+        "standardize": [BOOLEAN],
+        "preprocessing": [VolumePreprocessor, None],
+        "input_smoothing": [Interval("real", 0)],
+        "augmentation": [VolumeAugmenter, None],
+        "augment_copies": [Interval("int", 0)],
+        "test_time_augmentation": [Interval("int", 0)],
+        "batch_size": [Interval("int", 1)],
+        "num_workers": [Interval("int", 0)],
+        "device": [str],
+    }
+
     # -- features ----------------------------------------------------------------
     def _encoders(self) -> list[SliceNet]:
         """One frozen SliceNet per axis (only their encoders are used)."""
-        if not isinstance(self.encoder, str):
-            raise TypeError(
-                f"encoder must be an encoder name for a linear readout, got {self.encoder!r}."
-            )
         nets = []
         for axis in _axes(self.axis):
             # weights=None (a frozen random encoder) is the same in every process.
@@ -176,19 +205,8 @@ class _SliceLinearReadout(_LinearReadout):
         return nets
 
     def _check_input_params(self) -> None:
-        smoothing = self.input_smoothing
-        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float, np.number)):
-            raise TypeError(f"input_smoothing must be a number of voxels, got {smoothing!r}.")
-        if not np.isfinite(smoothing) or smoothing < 0:
-            raise ValueError(f"input_smoothing must be a finite number >= 0, got {smoothing!r}.")
-        if self.augmentation is not None and not isinstance(self.augmentation, VolumeAugmenter):
-            raise TypeError(
-                f"augmentation must be a VolumeAugmenter or None, got {self.augmentation!r}."
-            )
-        for name in ("augment_copies", "test_time_augmentation"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+        """The parameter table, then the rules that tie parameters together."""
+        self._validate_params()
         if self.test_time_augmentation and self.augmentation is None:
             raise ValueError(
                 "test_time_augmentation needs an augmentation to draw the copies from: "
@@ -550,6 +568,11 @@ class SliceLinearRegressor(_RidgeReadout, _SliceLinearReadout):
 
     __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **_SliceLinearReadout._parameter_constraints,
+        "alphas": [POSITIVE_GRID],
+    }
+
 
 class SliceLinearClassifier(_LogisticReadout, _SliceLinearReadout):
     __doc__ = (
@@ -594,3 +617,8 @@ class SliceLinearClassifier(_LogisticReadout, _SliceLinearReadout):
         self.Cs = Cs
 
     __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **_SliceLinearReadout._parameter_constraints,
+        "Cs": [POSITIVE_GRID],
+    }

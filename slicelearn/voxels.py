@@ -20,14 +20,16 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
 from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
+from ._validation import BOOLEAN, POSITIVE_GRID, Interval
 from .data.inputs import check_targets
+from .data.preprocessing import VolumePreprocessor
 from .feature_cache import volume_keys
 from .readout import (
     _LinearReadout,
@@ -137,19 +139,16 @@ class _VoxelLinearReadout(_LinearReadout):
         self.standardize = standardize
         self.preprocessing = preprocessing
 
-    def _check_params(self) -> None:
-        smoothing = self.smoothing
-        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float, np.number)):
-            raise TypeError(f"smoothing must be a number of voxels, got {smoothing!r}.")
-        if not np.isfinite(smoothing) or smoothing < 0:
-            raise ValueError(f"smoothing must be a finite number >= 0, got {smoothing!r}.")
-        block = self.block
-        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
-            raise ValueError(f"block must be an integer >= 1, got {block!r}.")
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "smoothing": [Interval("real", 0)],
+        "block": [Interval("int", 1)],
+        "standardize": [BOOLEAN],
+        "preprocessing": [VolumePreprocessor, None],
+    }
 
     def _voxel_matrix(self, X: Any, reset: bool) -> np.ndarray:
         """``(n, cubes)`` float32: every volume's blocks, in the order of ``X``."""
-        self._check_params()
+        self._validate_params()
         volumes = self._volumes(X, reset)
         shape = tuple(volumes.shape[1:])
         if reset:
@@ -241,6 +240,11 @@ class VoxelLinearRegressor(_RidgeReadout, _VoxelLinearReadout):
 
     __init__.__signature__ = with_shared_parameters(__init__, _VoxelLinearReadout.__init__)
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **_VoxelLinearReadout._parameter_constraints,
+        "alphas": [POSITIVE_GRID],
+    }
+
 
 class VoxelLinearClassifier(_LogisticReadout, _VoxelLinearReadout):
     __doc__ = (
@@ -279,3 +283,8 @@ class VoxelLinearClassifier(_LogisticReadout, _VoxelLinearReadout):
         self.Cs = Cs
 
     __init__.__signature__ = with_shared_parameters(__init__, _VoxelLinearReadout.__init__)
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **_VoxelLinearReadout._parameter_constraints,
+        "Cs": [POSITIVE_GRID],
+    }

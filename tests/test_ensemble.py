@@ -128,7 +128,7 @@ def test_bad_ensembles_are_named():
         EnsembleRegressor([VoxelLinearRegressor()]).fit(X, y)
     with pytest.raises(ValueError, match="combine must be one of"):
         EnsembleRegressor(_regressors(), combine="median").fit(X, y)
-    with pytest.raises(ValueError, match="cv must be an integer >= 2"):
+    with pytest.raises(ValueError, match="cv must be an int >= 2"):
         EnsembleRegressor(_regressors(), combine="stack", cv=1).fit(X, y)
     with pytest.raises(ValueError, match="two classes"):
         EnsembleClassifier(_classifiers()).fit(X, ["a"] * 12)

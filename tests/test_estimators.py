@@ -167,6 +167,9 @@ def test_classifier_learns_to_count_in_20_epochs(seed):
         train_split=None,
         random_state=seed,
         verbose=0,
+        # The seeds' outcome above is fp32's; "auto" autocasts to bf16 where
+        # the CPU has it natively, and seed 1 then needs more epochs.
+        precision="fp32",
     ).fit(X, y)
     assert clf.position_embedding == "learned"
     assert set(clf.predict(X_test)) == {"few", "many"}
@@ -448,7 +451,7 @@ def test_bad_input_gets_clear_errors(tmp_path, small_volumes):
         SliceCNNClassifier(**fast_params()).fit(X, ["AD", "CN", None] * 4)
     with pytest.raises(FileNotFoundError, match="nope.nii.gz"):
         est.fit([str(tmp_path / "nope.nii.gz")] * 12, y)
-    with pytest.raises(ValueError, match="Unknown pooling"):
+    with pytest.raises(ValueError, match="pooling must be one of 'mean', 'max', 'attention'"):
         SliceCNNRegressor(**fast_params(pooling="median")).fit(X, y)
 
     fitted = SliceCNNRegressor(**fast_params(position_embedding="learned")).fit(X, y)

@@ -247,8 +247,7 @@ def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_native_bf16(monkeypatch
     assert precision.resolve_precision("auto", "cuda:0") == "bf16"
     assert precision.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
     assert precision.resolve_precision("fp32", "cpu") == "fp32"
-    est = SliceCNNRegressor(**fast_params(precision="auto", device="cpu"))
-    autocast = est._autocast()
+    autocast = precision.autocast("auto", "cpu")
     assert (autocast is not None) == native
     if native:
         assert autocast.fast_dtype == torch.bfloat16

@@ -100,9 +100,9 @@ def test_bad_input_names_the_problem():
     y_bad[3] = np.inf
     with pytest.raises(ValueError, match=r"y\[3\] is NaN or infinite"):
         VoxelLinearRegressor().fit(X, y_bad)
-    with pytest.raises(ValueError, match="smoothing must be a finite number"):
+    with pytest.raises(ValueError, match="smoothing must be a number >= 0"):
         VoxelLinearRegressor(smoothing=-1).fit(X, y)
-    with pytest.raises(ValueError, match="block must be an integer >= 1"):
+    with pytest.raises(ValueError, match="block must be an int >= 1"):
         VoxelLinearRegressor(block=0).fit(X, y)
     empty = X.copy()
     empty[5] = 0

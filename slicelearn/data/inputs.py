@@ -57,7 +57,7 @@ def read_volumes(
     --------
     >>> import numpy as np
     >>> from slicelearn.data.inputs import read_volumes
-    >>> volumes, preprocessor = read_volumes(np.zeros((2, 4, 5, 6)))
+    >>> volumes, preprocessor = read_volumes(np.ones((2, 4, 5, 6)))
     >>> volumes.shape, volumes.dtype, preprocessor
     ((2, 4, 5, 6), dtype('float32'), None)
     """

@@ -16,15 +16,16 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import nibabel as nib
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .._validation import BOOLEAN, Interval, Options, Satisfies, validate_params
 from .cache import VolumeCache
 from .io import canonical_shape, check_voxels, describe_item, load_nifti, read_voxels
-from .registration import REGISTRATIONS
+from .registration import REGISTRATION_BACKENDS, REGISTRATIONS
 from .skullstrip import SKULL_STRIP_METHODS
 
 __all__ = ["TARGET_GRIDS", "PreprocessedVolumes", "VolumePreprocessor", "template_image"]
@@ -99,6 +100,14 @@ def file_digest(path: str | os.PathLike) -> str:
                 digest.update(block)
         _DIGESTS[key] = digest.hexdigest()
     return _DIGESTS[key]
+
+
+def _is_shape(value: Any) -> bool:
+    return len(value) == 3 and all(Interval("int", 1).accepts(v) for v in value)
+
+
+def _is_sizes(value: Any) -> bool:
+    return len(value) == 3 and all(Interval("real", 0, closed="neither").accepts(v) for v in value)
 
 
 class VolumePreprocessor(TransformerMixin, BaseEstimator):
@@ -220,28 +229,40 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
         self.fingerprint_ = self._fingerprint()
         return self
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "target": [str, nib.spatialimages.SpatialImage, os.PathLike, None],
+        "target_shape": [Satisfies(_is_shape, "three positive ints"), None],
+        "voxel_size": [
+            Interval("real", 0, closed="neither"),
+            Satisfies(_is_sizes, "three sizes > 0"),
+            None,
+        ],
+        "registration": [Options(*REGISTRATIONS)],
+        "registration_backend": [Options(*REGISTRATION_BACKENDS)],
+        "skull_strip": [Options(*SKULL_STRIP_METHODS), None],
+        "crop": [BOOLEAN],
+        "crop_margin": [Interval("int", 0)],
+        "normalize": [Options("zscore", "zscore_brain", None)],
+        "clip_percentiles": [
+            Satisfies(
+                lambda value: 0 <= value[0] < value[1] <= 100,
+                "(low, high) with 0 <= low < high <= 100",
+            ),
+            None,
+        ],
+        "cache_dir": [str, os.PathLike, None],
+        "cache_dtype": [Options("float16", "float32")],
+    }
+
     def _validate_params(self) -> None:
-        if self.normalize not in ("zscore", "zscore_brain", None):
-            raise ValueError(
-                f"normalize must be 'zscore', 'zscore_brain' or None, got {self.normalize!r}."
-            )
-        if self.registration not in REGISTRATIONS:
-            raise ValueError(
-                f"registration must be None, 'rigid' or 'affine', got {self.registration!r}."
-            )
-        if self.skull_strip is not None and self.skull_strip not in SKULL_STRIP_METHODS:
-            raise ValueError(
-                f"skull_strip must be None or one of {', '.join(SKULL_STRIP_METHODS)}, "
-                f"got {self.skull_strip!r}."
-            )
+        """The parameter table, then the rules that tie parameters together."""
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
         if self.skull_strip is not None and self._mask_is_shared():
             raise ValueError(
                 "skull_strip computes one mask per scan; it cannot go with a shared mask "
                 f"({self.mask!r}). Drop one of the two."
-            )
-        if self.registration_backend not in ("dipy", "ants"):
-            raise ValueError(
-                f"registration_backend must be 'dipy' or 'ants', got {self.registration_backend!r}."
             )
         if self.registration and self.target is None:
             raise ValueError(
@@ -255,17 +276,6 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
             raise ValueError("normalize='zscore_brain' needs a mask or skull_strip.")
         if self.crop and not self._mask_is_shared():
             raise ValueError("crop=True needs one shared mask ('template', an image or a path).")
-        if self.clip_percentiles is not None:
-            low, high = self.clip_percentiles
-            if not 0 <= low < high <= 100:
-                raise ValueError(
-                    "clip_percentiles must satisfy 0 <= low < high <= 100, "
-                    f"got {self.clip_percentiles}."
-                )
-        if self.cache_dtype not in ("float16", "float32"):
-            raise ValueError(
-                f"cache_dtype must be 'float16' or 'float32', got {self.cache_dtype!r}."
-            )
 
     @property
     def keeps_native_grid(self) -> bool:

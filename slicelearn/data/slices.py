@@ -1,4 +1,4 @@
-"""Slice geometry of volumes: which slices along an axis hold content."""
+"""Slice geometry of volumes: which slices along an axis, and which box, hold content."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["occupied_box", "occupied_slice_range"]
+__all__ = ["content_crop", "occupied_box", "occupied_slice_range"]
 
 
 def occupied_slice_range(volumes: Any, dim: int) -> tuple[int, int] | None:
@@ -85,3 +85,30 @@ def occupied_box(volumes: Any) -> tuple[tuple[int, int], ...] | None:
     if not first or any(a is None for a in first):
         return None
     return tuple((int(a), int(b) + 1) for a, b in zip(first, last))
+
+
+def content_crop(
+    volumes: Any, dim: int, crop_to_content: bool, crop_empty_slices: bool
+) -> tuple[tuple[tuple[int, int], ...] | None, tuple[int, int] | None]:
+    """What a slice network keeps of every volume: ``(content_box, slice_range)``.
+
+    ``crop_to_content``: the box holding content in any volume
+    (:func:`occupied_box`), and its range along ``dim``. Otherwise (or when
+    no box is found), with ``crop_empty_slices``, the occupied slice range
+    along ``dim`` (:func:`occupied_slice_range`). Neither: ``(None, None)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slicelearn.data.slices import content_crop
+    >>> volumes = np.zeros((2, 6, 5, 4), np.float32)
+    >>> volumes[:, 1:4, 2, 1] = 1
+    >>> content_crop(volumes, 0, crop_to_content=False, crop_empty_slices=True)
+    (None, (1, 4))
+    """
+    box = occupied_box(volumes) if crop_to_content else None
+    if box is not None:
+        return box, box[dim]
+    if crop_empty_slices:
+        return None, occupied_slice_range(volumes, dim)
+    return None, None

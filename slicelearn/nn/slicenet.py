@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -19,9 +20,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .._validation import BOOLEAN, Interval, Options, Satisfies, validate_params
 from .encoders import FEATURE_LAYERS, WeightsSpec, build_encoder
-from .pooling import build_pooling
-from .position import build_position_embedding
+from .pooling import POOLINGS, build_pooling
+from .position import POSITION_EMBEDDINGS, build_position_embedding
 
 __all__ = ["AXES", "SliceMixer", "SliceNet", "SliceNetOutput", "slice_axis_dim"]
 
@@ -150,20 +152,35 @@ def evaluate_volume_slices(
     return features if rows is None else features[rows]
 
 
-def _check_train_slices(value: int | float | None) -> int | float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"train_slices must be an int, a float or None, got {value!r}.")
-    if isinstance(value, float) and not 0.0 < value <= 1.0:
-        raise ValueError(f"train_slices as a fraction must be in (0, 1], got {value}.")
-    if isinstance(value, int) and value < 1:
-        raise ValueError(f"train_slices must be at least 1, got {value}.")
-    return value
-
-
 #: Slicing axes of RAS-canonical volumes ``(B, X, Y, Z)``, with their array dimension.
 AXES = {"sagittal": 1, "coronal": 2, "axial": 3}
+
+
+#: What each of SliceNet's parameters accepts (slicelearn._validation), checked
+#: when it is built; the network estimators check the ones they share at fit.
+#: ``slice_range`` and ``crop_box`` are checked by their own rules below.
+PARAMETER_CONSTRAINTS: dict[str, list] = {
+    "encoder": [str, nn.Module, Satisfies(callable, "a module class")],
+    "weights": [str, os.PathLike, None],
+    "n_outputs": [Interval("int", 1)],
+    "axis": [Options(*AXES)],
+    "embed_dim": [Interval("int", 1)],
+    "pooling": [Options(*POOLINGS)],
+    "position_embedding": [Options(*POSITION_EMBEDDINGS)],
+    "n_slices": [Interval("int", 1), None],
+    "attention_heads": [Interval("int", 1)],
+    "head_hidden": [Interval("int", 1), None],
+    "dropout": [Interval("real", 0, 1, closed="left")],
+    "freeze_encoder": [BOOLEAN, str],
+    "standardize": [BOOLEAN],
+    "feature_layer": [str, None],
+    "feature_grid": [Interval("int", 1)],
+    "train_slices": [Interval("int", 1), Interval("real", 0, 1, closed="right"), None],
+    "slice_chunk_size": [Interval("int", 1), None],
+    "checkpoint_slices": [BOOLEAN],
+    "channels_last": [BOOLEAN],
+    "fuse_batchnorm": [BOOLEAN],
+}
 
 
 def _check_crop_box(box) -> tuple[tuple[int, int], ...]:
@@ -360,12 +377,14 @@ class SliceNet(nn.Module):
         channels_last: bool = True,
         fuse_batchnorm: bool = True,
     ) -> None:
+        given = {name: value for name, value in locals().items() if name != "self"}
+        validate_params("SliceNet", given, PARAMETER_CONSTRAINTS)
         super().__init__()
         self.axis = axis
         self.slice_dim = slice_axis_dim(axis)
         self.standardize = standardize
         self.freeze_encoder = freeze_encoder
-        self.train_slices = _check_train_slices(train_slices)
+        self.train_slices = train_slices
         self.slice_range = (
             None if slice_range is None else (int(slice_range[0]), int(slice_range[1]))
         )
@@ -375,8 +394,6 @@ class SliceNet(nn.Module):
                 raise ValueError("Give crop_box or slice_range, not both.")
             # The kept slices' true indices, for the position embedding.
             self.slice_range = self.crop_box[self.slice_dim - 1]
-        if slice_chunk_size is not None and slice_chunk_size < 1:
-            raise ValueError(f"slice_chunk_size must be positive, got {slice_chunk_size}.")
         self.slice_chunk_size = slice_chunk_size
         self.checkpoint_slices = checkpoint_slices
         self.channels_last = channels_last
