@@ -45,7 +45,7 @@ for ax, index in zip(axes, (cn, ad)):
 # command line's default: a logistic regression on the slice features of a
 # frozen EfficientNet-Lite0, averaged over slices. On this
 # cohort (``random_state=0``, a harder draw than most), repeated 4-fold CV in
-# ``benchmarks/ad_simulation.py`` gives an AUC of 0.68 for the frozen features
+# ``benchmarks/accuracy/ad_simulation.py`` gives an AUC of 0.68 for the frozen features
 # with a linear readout (:class:`slicelearn.SliceLinearClassifier`) and 0.56
 # for a logistic regression on all voxels; with ``random_state=1``, 0.83 and
 # 0.81.

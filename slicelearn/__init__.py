@@ -22,14 +22,13 @@ The layout follows the architecture:
 - :mod:`slicelearn.cli`: the ``slicelearn`` command.
 """
 
+from ._version import __version__
 from .brain_age import BiasCorrectedRegressor
 from .ensemble import EnsembleClassifier, EnsembleRegressor
 from .estimators import SliceCNNClassifier, SliceCNNRegressor
 from .nn import SliceNet
 from .readout import SliceLinearClassifier, SliceLinearRegressor
 from .voxels import VoxelLinearClassifier, VoxelLinearRegressor
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BiasCorrectedRegressor",

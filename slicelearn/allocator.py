@@ -5,7 +5,7 @@ block above ``M_MMAP_THRESHOLD`` with a fresh ``mmap`` and unmaps it on free, so
 a slice model that allocates gigabytes of activations per step pays a page
 fault, and the kernel's zeroing, for every 4 KiB page, at every step. On the
 2-core benchmark machine that was 10 to 15 % of a ResNet-18 training step
-(``benchmarks/run.py``). PyTorch's CPU tuning guide suggests preloading
+(``benchmarks/speed/run.py``). PyTorch's CPU tuning guide suggests preloading
 jemalloc or tcmalloc for this; :func:`retain_freed_memory` gets the same reuse
 from glibc itself, for the duration of a block, and gives the memory back at
 its end. It changes no number, only where freed memory goes.

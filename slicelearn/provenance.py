@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
+
 __all__ = ["PACKAGES", "preprocessing_provenance", "software_versions", "version_differences"]
 
 #: Distributions whose versions are recorded (pip names).
@@ -48,8 +50,6 @@ def software_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     versions = {}
     for name in packages:
         if name == "slicelearn":
-            from . import __version__
-
             versions[name] = __version__
             continue
         try:

@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._validation import BOOLEAN, Interval, Options, Satisfies, validate_params
+from .._version import __version__
 from .cache import VolumeCache
 from .io import canonical_shape, check_voxels, describe_item, load_nifti, read_voxels
 from .registration import REGISTRATION_BACKENDS, REGISTRATIONS
@@ -345,8 +346,6 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
     def _fingerprint(self) -> str:
         params = {name: _fingerprint_value(value) for name, value in self.get_params().items()}
         params.pop("cache_dir")
-        from .. import __version__
-
         params["slicelearn"] = __version__
         # Cached volumes of an earlier recipe are not this one's (2: ANTs seeded,
         # one thread; 3: ANTs without its full-resolution level).

@@ -19,7 +19,7 @@ Both libraries were measured on 10 IXI scans (``docs/registration_choice.md``):
   the registration time; they are skipped (:data:`ANTS_ITERATIONS`): on the
   136 IXI scans, the command line's default model scored 6.49 +- 0.20 years
   MAE in 5 x 5-fold CV without them and 6.43 +- 0.19 with them, at 7.4
-  against 11.0 s a scan (``benchmarks/registration_schedule.py``).
+  against 11.0 s a scan (``benchmarks/accuracy/registration_schedule.py``).
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ them ran. Each row is one (task, model, repeat) with its out-of-fold score,
 written as soon as it exists; a rerun skips finished rows. The slice
 features are computed once per process and reused by every fold. Run::
 
-    python benchmarks/ixi_readouts.py --out benchmarks/results/ixi_readouts.jsonl
-    python benchmarks/ixi_readouts.py --table benchmarks/results/ixi_readouts.jsonl
+    python benchmarks/accuracy/ixi_readouts.py --out benchmarks/results/ixi_readouts.jsonl
+    python benchmarks/accuracy/ixi_readouts.py --table benchmarks/results/ixi_readouts.jsonl
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 VOLUMES = Path("~/slicelearn_data/registration/no-full-res-a/volumes/deepbet_affine.npy")
 MODELS = ("ridge readout", "voxels", "mean(ridge, voxels)", "stack(ridge, voxels)")
 TASKS = ("age", "sex")

@@ -23,7 +23,7 @@ Volumes: the default route's registered IXI volumes where they exist
 (``ixi_routes.py --steps masks volumes``), otherwise the MNI152 template's
 brain with noise, on the same grid with the same empty border. Run::
 
-    python benchmarks/finetune_speed.py --json benchmarks/results/finetune_speed.json
+    python benchmarks/speed/finetune_speed.py --json benchmarks/results/finetune_speed.json
 
 ``--profile`` also prints the operators that take the reference's training
 step (torch.profiler), which is where the time goes.

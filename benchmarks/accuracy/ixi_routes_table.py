@@ -2,7 +2,7 @@
 
 Run::
 
-    python benchmarks/ixi_routes_table.py benchmarks/results/ixi_routes.jsonl
+    python benchmarks/accuracy/ixi_routes_table.py benchmarks/results/ixi_routes.jsonl
 """
 
 from __future__ import annotations

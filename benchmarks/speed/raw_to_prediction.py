@@ -22,7 +22,7 @@ reproducible), seconds per scan. Needs
 ``../shared/data/ixi`` and the default route's volumes of
 ``ixi_routes.py --steps masks volumes`` (to fit the readout). Run::
 
-    python benchmarks/raw_to_prediction.py --scans 6 \\
+    python benchmarks/speed/raw_to_prediction.py --scans 6 \\
         --json benchmarks/results/raw_to_prediction.json
 """
 
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 ROUTE = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy").expanduser()
 SECONDS: dict[str, float] = collections.defaultdict(float)
 

@@ -9,7 +9,8 @@ seconds a scan (2 workers), the SHA-256 of the volumes, and the ridge readout
 schedule is judged against the repeat spread. Masks come from
 ``ixi_routes.py --steps masks``. Run::
 
-    python benchmarks/registration_schedule.py --runs no-full-res:a ants-default:a ants-default:b
+    python benchmarks/accuracy/registration_schedule.py \\
+        --runs no-full-res:a ants-default:a ants-default:b
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ which blurs), or blurred. Then the same with every volume smoothed first
 (Gaussian sigma 1 voxel, the readouts' ``input_smoothing=1``). One JSON row
 per (training input, test input) in ``--out``.
 
-    python benchmarks/ixi_sharpness.py \\
+    python benchmarks/accuracy/ixi_sharpness.py \\
         --volumes ~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy \\
         --out benchmarks/results/ixi_sharpness.jsonl
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 
 
 def main() -> None:

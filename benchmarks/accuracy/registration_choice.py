@@ -48,10 +48,11 @@ while the IXI volumes still have skull, face and neck:
 
 Run (about 10 minutes on 2 CPU cores for the default methods and conditions)::
 
-    python benchmarks/registration_choice.py --n-subjects 10 --out /tmp/registration_choice.tsv
+    python benchmarks/accuracy/registration_choice.py --n-subjects 10 \\
+        --out /tmp/registration_choice.tsv
 
 and print the summary table of one or more result files with
-``python benchmarks/registration_choice.py --summarize /tmp/registration_choice.tsv``.
+``python benchmarks/accuracy/registration_choice.py --summarize /tmp/registration_choice.tsv``.
 Needs ``pip install antspyx dipy`` and the IXI sample in ``../shared/data/ixi``
 (IXI data: CC BY-SA 3.0, brain-development.org/ixi-dataset).
 """
@@ -68,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 METHODS = (
     "ants-affinefast",
     "ants-affine",

@@ -3,7 +3,7 @@
 Gupta et al.'s model, every encoder weight trained: ImageNet EfficientNet-Lite0
 on the sagittal slices, a position embedding, a pooling and the MLP head
 (``SliceCNNRegressor(freeze_encoder=False)``), with the speed levers of
-``benchmarks/finetune_speed.py`` (slices sampled per step, the volumes cut to
+``benchmarks/speed/finetune_speed.py`` (slices sampled per step, the volumes cut to
 the brain's box, a cosine learning-rate schedule over a fixed number of
 epochs): ``slicelearn.presets.FULL_FINE_TUNING``, fixed before any fold ran.
 Nothing here is chosen by the scores it writes.
@@ -20,16 +20,22 @@ of the ridge readout's repeats in ``docs/results.md``), beside it:
 - ``fine-tuned + ridge readout``: the two predictions averaged with equal
   weights (fixed before running).
 
-Input: the default route's volumes (deepbet, ANTs affine, z-scored in the
-brain), from ``ixi_routes.py --steps masks volumes --routes deepbet_affine``.
+Input (``--volumes``): the recommended route's volumes (deepbet, ANTs
+affine, z-scored in the brain) as preprocessing recipe 3 computes them, bit
+for bit the same on every run (SHA-256 ``ff3202254daf...``), from
+``registration_schedule.py --runs no-full-res:a``. The grid's first rows
+(input ``deepbet_affine@4404aedce21f``) ran on volumes of the earlier,
+non-reproducible route (``ixi_routes.py --steps masks volumes --routes
+deepbet_affine``); ``--table --input`` keeps one input's rows apart.
 Every (seed, fold, model) is one JSON line, appended as soon as it exists; a
 run that is stopped resumes where it was. Run::
 
-    python benchmarks/ixi_full_finetune.py --seeds 0 1 2 \\
+    python benchmarks/accuracy/ixi_full_finetune.py --seeds 0 1 2 \\
         --out benchmarks/results/ixi_full_finetune.jsonl
-    python benchmarks/ixi_full_finetune.py --seeds 0 --ablations \\
+    python benchmarks/accuracy/ixi_full_finetune.py --seeds 0 --ablations \\
         --out benchmarks/results/ixi_full_finetune.jsonl
-    python benchmarks/ixi_full_finetune.py --table benchmarks/results/ixi_full_finetune.jsonl
+    python benchmarks/accuracy/ixi_full_finetune.py \\
+        --table benchmarks/results/ixi_full_finetune.jsonl
 """
 
 from __future__ import annotations
@@ -44,8 +50,8 @@ import numpy as np
 
 from slicelearn.presets import FULL_FINE_TUNING, full_fine_tuning
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
-ROUTE = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy").expanduser()
+IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
+ROUTE = Path("~/slicelearn_data/registration/no-full-res-a/volumes/deepbet_affine.npy").expanduser()
 
 #: The fine-tuning recipe (``slicelearn.presets.FULL_FINE_TUNING``), fixed before
 #: the grid ran; each row's key records it.

@@ -16,8 +16,8 @@ is meant for one GPU. It runs in two steps:
 
 Run::
 
-    python benchmarks/ixi_finetune.py export --out ixi_mni2mm_uint8.npz
-    python benchmarks/ixi_finetune.py run --volumes ixi_mni2mm_uint8.npz \\
+    python benchmarks/accuracy/ixi_finetune.py export --out ixi_mni2mm_uint8.npz
+    python benchmarks/accuracy/ixi_finetune.py run --volumes ixi_mni2mm_uint8.npz \\
         --out benchmarks/results/ixi_finetune.jsonl --budget-s 480
 
 ``--budget-s`` stops before a fold that would not finish in time, and the row
@@ -29,7 +29,7 @@ route's ``.npy`` volumes written by ``ixi_routes.py --steps masks volumes``
 its own shuffle of the 5 folds. Every fold is one resumable JSON line, so the
 run can be stopped and started again::
 
-    python benchmarks/ixi_finetune.py run \
+    python benchmarks/accuracy/ixi_finetune.py run \
         --volumes ~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy \
         --out benchmarks/results/ixi_partial_cpu.jsonl --configs partial \
         --feature-layer blocks.3 --feature-grid 2 --position none \
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 LOW, HIGH = -4.0, 6.0
 
 

@@ -3,7 +3,7 @@
 Each member is the package's readout computation (standardised slice-averaged
 frozen features, ridge with its penalty by leave-one-out for age, L2 logistic
 regression for sex) on one (encoder, axis) of the default route's volumes
-(``benchmarks/ixi_routes.py``: deepbet brain, ANTs affine, z-scored in the
+(``benchmarks/accuracy/ixi_routes.py``: deepbet brain, ANTs affine, z-scored in the
 brain; grey slices, ``blocks.3`` pooled 2 x 2). Every member is cross-validated
 on the same shuffled 5-fold splits, so the average of the members' out-of-fold
 predictions is an out-of-fold prediction of the equal-weight ensemble: no
@@ -22,7 +22,7 @@ before any of them ran:
 Run (the features are cached under ``--work``; about 40 minutes on one core
 the first time, then minutes)::
 
-    python benchmarks/ixi_ensemble.py --out benchmarks/results/ixi_ensemble.jsonl
+    python benchmarks/accuracy/ixi_ensemble.py --out benchmarks/results/ixi_ensemble.jsonl
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ def main() -> None:
     volume_file = work / "volumes" / f"{args.route}.npy"
     if not volume_file.exists():
         raise SystemExit(
-            f"{volume_file} is missing: run benchmarks/ixi_routes.py --steps masks volumes "
-            f"--routes {args.route} first."
+            f"{volume_file} is missing: run benchmarks/accuracy/ixi_routes.py --steps masks "
+            f"volumes --routes {args.route} first."
         )
     volumes = np.load(volume_file, mmap_mode="r")
     _, labels = read_cohort(args.ixi / "participants.tsv", target=["age", "sex"])

@@ -12,7 +12,7 @@ On a 2-core machine both "2 processes" runs have no more cores than the
 single process, so the ratios show the cost or gain of process parallelism
 against thread parallelism, not of more hardware. Run::
 
-    python benchmarks/scaling.py --json benchmarks/results/scaling.json
+    python benchmarks/speed/scaling.py --json benchmarks/results/scaling.json
 """
 
 from __future__ import annotations

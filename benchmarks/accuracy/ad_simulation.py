@@ -32,7 +32,7 @@ registration; the smooth anatomical deformation stays). Every result is
 appended to ``--out`` as one JSON line as soon as it exists. Run (niced, as
 on the shared development machine)::
 
-    nice -n 10 python benchmarks/ad_simulation.py \\
+    nice -n 10 python benchmarks/accuracy/ad_simulation.py \\
         --out benchmarks/results/ad_simulation.jsonl
 
 2 mm volumes are 8x bigger; ``--n-subjects-2mm`` sets a smaller cohort there

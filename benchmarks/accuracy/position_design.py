@@ -10,7 +10,7 @@ embedding" and "pool":
 - ``ln``: a per-slice LayerNorm only;
 - ``none``: nothing.
 
-Run: ``python benchmarks/position_design.py --out docs/position_design.tsv``
+Run: ``python benchmarks/accuracy/position_design.py --out docs/position_design.tsv``
 (about 3 minutes on 2 CPU cores).
 """
 

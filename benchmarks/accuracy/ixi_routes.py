@@ -33,7 +33,7 @@ and each appending JSON lines to ``--out`` as soon as a result exists:
 
 Run (hours on 2 cores; the steps run in this order)::
 
-    python benchmarks/ixi_routes.py --out benchmarks/results/ixi_routes.jsonl
+    python benchmarks/accuracy/ixi_routes.py --out benchmarks/results/ixi_routes.jsonl
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 ROUTES = ("whole_head", "deepbet", "deepbet_rigid", "deepbet_affine", "dlmuse_affine")
 LAYERS = ("blocks.3", "blocks.4", "blocks.5", "bn2")
 ENCODERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")

@@ -41,8 +41,8 @@ Reported, each as a ratio to the plain version:
 Runs on the CPU, and on CUDA too where a GPU is present (bfloat16 autocast
 there). Run::
 
-    python benchmarks/run.py --json benchmarks/results/run.json
-    python benchmarks/run.py --quick      # a few minutes on 2 CPU cores
+    python benchmarks/speed/run.py --json benchmarks/results/run.json
+    python benchmarks/speed/run.py --quick      # a few minutes on 2 CPU cores
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ the brain, and cached on disk once (``--cache``). Then, with one shared
 Each result is appended to ``--out`` (JSON lines) as soon as it exists, so a
 partial run keeps what it finished. Run::
 
-    python benchmarks/ixi_brain_age.py --out benchmarks/results/ixi.jsonl
+    python benchmarks/accuracy/ixi_brain_age.py --out benchmarks/results/ixi.jsonl
 
 ``--quick`` runs 12 subjects, 2 folds and 2 epochs, as a smoke test.
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 
 
 def registered_volumes(paths: list[str], cache: Path):

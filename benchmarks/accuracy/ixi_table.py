@@ -1,6 +1,6 @@
 """Render IXI result files (JSON lines) as Markdown tables.
 
-Run: ``python benchmarks/ixi_table.py benchmarks/results/ixi.jsonl``; the
+Run: ``python benchmarks/accuracy/ixi_table.py benchmarks/results/ixi.jsonl``; the
 summary rows of ``ixi_finetune.py`` (``benchmarks/results/ixi_finetune.jsonl``)
 render the same way (its per-fold lines are skipped).
 """

@@ -15,7 +15,7 @@ Each result is appended to ``--out`` (JSON lines) as soon as it exists.
 
 Run (about an hour on 2 CPU cores; ``--sizes 50`` for a smoke run)::
 
-    python benchmarks/data_pipeline.py --sizes 500 2000 \
+    python benchmarks/speed/data_pipeline.py --sizes 500 2000 \
         --out benchmarks/results/data_pipeline.jsonl
 """
 

@@ -7,7 +7,7 @@ sagittal), with ``augmentation=VolumeAugmenter(...)``. Each row is 5 repeats
 (shuffle seeds 0-4) of 5-fold CV, pooled MAE (and sex ROC-AUC) per repeat,
 written to ``--out`` as soon as it exists; rows already there are skipped.
 
-    python benchmarks/ixi_augment.py \\
+    python benchmarks/accuracy/ixi_augment.py \\
         --volumes ~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy \\
         --out benchmarks/results/ixi_augment.jsonl
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi"
+IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 
 #: Augmenters compared (name -> VolumeAugmenter parameters).
 AUGMENTERS = {

@@ -10,7 +10,7 @@ chosen one.
 
 Input: the 8-bit export of ``ixi_finetune.py export``. Run::
 
-    python benchmarks/ixi_feature_probe.py --volumes ixi_mni2mm_uint8.npz \\
+    python benchmarks/accuracy/ixi_feature_probe.py --volumes ixi_mni2mm_uint8.npz \\
         --out benchmarks/results/ixi_feature_probe.jsonl
 """
 
