@@ -30,7 +30,13 @@ from torch import nn
 
 from ._files import write_atomic
 
-__all__ = ["EpochProgress", "RankZeroPrintLog", "RestoreBestWeights", "TrainingCheckpoint"]
+__all__ = [
+    "EpochProgress",
+    "RankZeroPrintLog",
+    "RestoreBestWeights",
+    "TrainingCheckpoint",
+    "resume_training",
+]
 
 
 class RestoreBestWeights(Callback):

@@ -185,7 +185,7 @@ class _SliceNeuralNet(VolumeRoutingMixin, DataParallelMixin, SkorchParamsMixin):
         "precision": [Options(*PRECISIONS)],
         "preprocessing": [VolumePreprocessor, None],
         "random_state": [RANDOM_STATE],
-        "lr": [Interval("real", 0, closed="neither")],
+        "lr": [Interval("real", 0)],
         "max_epochs": [Interval("int", 0)],
         "batch_size": [Interval("int", 1)],
         "device": [str, torch.device],

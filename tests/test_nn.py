@@ -168,7 +168,7 @@ def test_poolings_compute_what_they_say():
 
 
 def test_unknown_options_raise_clear_errors():
-    with pytest.raises(ValueError, match="sagittal, coronal, axial"):
+    with pytest.raises(ValueError, match="axis must be one of 'sagittal', 'coronal', 'axial'"):
         small_net(axis="transverse")
     with pytest.raises(ValueError, match="learned"):
         small_net(position_embedding="rotary")

@@ -76,7 +76,7 @@ def test_intervals_and_options_say_what_they_take():
     [
         (SliceCNNRegressor(**fast_params(train_slices=0)), "train_slices must be an int >= 1"),
         (SliceCNNRegressor(**fast_params(embed_dim=0)), "embed_dim must be an int >= 1"),
-        (SliceCNNRegressor(**fast_params(lr=-1.0)), "lr must be a number > 0"),
+        (SliceCNNRegressor(**fast_params(lr=-1.0)), "lr must be a number >= 0"),
         (SliceCNNClassifier(**fast_params(classes=["AD"])), "classes must be None or two labels"),
         (SliceLinearRegressor(encoder=object()), "encoder must be an encoder name"),
         (SliceLinearRegressor(alphas=[1.0, -1.0]), "alphas must be a non-empty sequence"),
