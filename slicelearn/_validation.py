@@ -169,6 +169,27 @@ def validate_params(
         raise InvalidParameterError(f"{owner}: {name} must be {described[0]}, got {value!r}.")
 
 
+def parameter_constraints(cls: type) -> dict[str, list]:
+    """``cls``'s constraints: every class's ``_parameter_constraints`` along its MRO, merged.
+
+    Each class declares only its own parameters' entries; a subclass's entry
+    for a name replaces its bases'.
+    """
+    merged: dict[str, list] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(vars(klass).get("_parameter_constraints", {}))
+    return merged
+
+
+def validate_estimator(estimator: Any) -> None:
+    """Check ``estimator.get_params(deep=False)`` against :func:`parameter_constraints`."""
+    validate_params(
+        type(estimator).__name__,
+        estimator.get_params(deep=False),
+        parameter_constraints(type(estimator)),
+    )
+
+
 #: Booleans, numpy's included.
 BOOLEAN = Satisfies(lambda value: isinstance(value, (bool, np.bool_)), "a bool")
 #: What ``check_random_state`` takes.

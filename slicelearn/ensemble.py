@@ -30,13 +30,11 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ._tags import volume_input_tags
-from ._validation import RANDOM_STATE, Interval, Options, validate_params
-from .data.inputs import check_targets
+from ._validation import RANDOM_STATE, Interval, Options, validate_estimator
+from .data.inputs import check_targets, class_encoder
 from .readout import probabilities
 from .splits import check_groups
 
@@ -96,9 +94,7 @@ class _Ensemble(BaseEstimator):
         names = [name for name, _ in members]
         if len(set(names)) != len(names):
             raise ValueError(f"estimators need distinct names, got {names}.")
-        validate_params(
-            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
-        )
+        validate_estimator(self)
         return members
 
     def _folds(self, n: int, codes: np.ndarray | None, groups: Any) -> list:
@@ -273,13 +269,7 @@ class EnsembleClassifier(ClassifierMixin, _Ensemble):
     def fit(self, X: Any, y: Any, groups: Any = None) -> EnsembleClassifier:
         """Fit every member on ``X`` and the labels ``y`` (and, to stack, the combiner)."""
         y = check_targets(y, len(X), type(self).__name__)
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least two classes; y holds one class: "
-                f"{encoder.classes_.tolist()}."
-            )
+        encoder = class_encoder(y, type(self).__name__)
         self.label_encoder_ = encoder
         codes = encoder.transform(y)
         out_of_fold = self._fit_members(X, y, groups, codes=codes)

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, mean_absolute_error
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
@@ -34,11 +33,11 @@ from ._progress import progress
 from ._runtime import cudnn_autotune, host_memory, seeded
 from ._skorch_params import SkorchParamsMixin
 from ._tags import volume_input_tags
-from ._validation import BOOLEAN, RANDOM_STATE, Interval, Options, Satisfies, validate_params
+from ._validation import BOOLEAN, RANDOM_STATE, Interval, Options, Satisfies, validate_estimator
 from ._volume_routing import VolumeRoutingMixin
 from .callbacks import RankZeroPrintLog, RestoreBestWeights, resume_training
 from .data.dataset import VolumeLoadError
-from .data.inputs import check_targets
+from .data.inputs import check_targets, class_encoder
 from .data.preprocessing import VolumePreprocessor
 from .data.slices import content_crop
 from .distributed import (
@@ -223,9 +222,7 @@ class _SliceNeuralNet(VolumeRoutingMixin, DataParallelMixin, SkorchParamsMixin):
         -------
         self
         """
-        validate_params(
-            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
-        )
+        validate_estimator(self)
         _check_fit_params(type(self).__name__, fit_params)
         keep = self.warm_start and self.initialized_
         X = self._check_X(X, reset=not keep)
@@ -568,10 +565,7 @@ class SliceCNNRegressor(_SliceNeuralNet, NeuralNetRegressor):
 
     __init__.__signature__ = with_shared_parameters(__init__, _SliceNeuralNet.__init__)
 
-    _parameter_constraints: ClassVar[dict[str, list]] = {
-        **_SliceNeuralNet._parameter_constraints,
-        "scale_target": [BOOLEAN],
-    }
+    _parameter_constraints: ClassVar[dict[str, list]] = {"scale_target": [BOOLEAN]}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -711,7 +705,6 @@ class SliceCNNClassifier(_SliceNeuralNet, NeuralNetClassifier):
     __init__.__signature__ = with_shared_parameters(__init__, _SliceNeuralNet.__init__)
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        **_SliceNeuralNet._parameter_constraints,
         "classes": [
             None,
             Satisfies(lambda value: len(np.unique(np.asarray(value))) >= 2, "two labels or more"),
@@ -782,13 +775,8 @@ class SliceCNNClassifier(_SliceNeuralNet, NeuralNetClassifier):
         # training one class per distinct value.
         check_classification_targets(y)
         if reset:
-            encoder = LabelEncoder().fit(y if self.classes is None else np.asarray(self.classes))
-            if len(encoder.classes_) < 2:
-                raise ValueError(
-                    f"{type(self).__name__} needs at least two classes; y holds one class: "
-                    f"{encoder.classes_.tolist()}."
-                )
-            self.label_encoder_ = encoder
+            labels = y if self.classes is None else np.asarray(self.classes)
+            self.label_encoder_ = class_encoder(labels, type(self).__name__)
         unknown = np.setdiff1d(np.unique(y), self.label_encoder_.classes_)
         if len(unknown):
             raise ValueError(

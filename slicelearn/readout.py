@@ -23,15 +23,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
 from ._tags import volume_input_tags
-from ._validation import BOOLEAN, POSITIVE_GRID, Interval, Options, Satisfies, validate_params
+from ._validation import BOOLEAN, POSITIVE_GRID, Interval, Options, Satisfies, validate_estimator
 from .data.augment import AugmentedVolumes, VolumeAugmenter
-from .data.inputs import check_targets, read_volumes
+from .data.inputs import check_targets, class_encoder, read_volumes
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
 from .data.transforms import TransformedVolumes, smooth_volume
 from .feature_cache import shared_feature_cache, volume_keys
@@ -74,13 +72,10 @@ class _LinearReadout(BaseEstimator):
             self.preprocessor_ = preprocessor
         return volumes
 
-    #: What each parameter accepts (slicelearn._validation); a family's table.
-    _parameter_constraints: ClassVar[dict[str, list]] = {}
-
     def _validate_params(self) -> None:
-        validate_params(
-            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
-        )
+        # Each class on the way declares its own parameters' entries (merged by
+        # slicelearn._validation.parameter_constraints).
+        validate_estimator(self)
 
     def _model_input(self, X: Any, reset: bool) -> Any:
         """The volumes of ``X`` as the model's features are computed from them."""
@@ -373,6 +368,8 @@ def probabilities(scores: np.ndarray) -> np.ndarray:
 class _RidgeReadout(RegressorMixin):
     """Ridge on a readout's training rows (the family supplies the rows)."""
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {"alphas": [POSITIVE_GRID]}
+
     def fit(self, X: Any, y: Any, groups: Any = None) -> _RidgeReadout:
         """Fit the ridge readout to ``y``, its penalty chosen by internal CV.
 
@@ -411,6 +408,8 @@ class _RidgeReadout(RegressorMixin):
 class _LogisticReadout(ClassifierMixin):
     """Logistic regression on a readout's training rows (the family supplies the rows)."""
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {"Cs": [POSITIVE_GRID]}
+
     def fit(self, X: Any, y: Any, groups: Any = None) -> _LogisticReadout:
         """Fit the logistic readout to the labels ``y``, its penalty chosen by internal CV.
 
@@ -420,13 +419,7 @@ class _LogisticReadout(ClassifierMixin):
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
         features, y, groups = self._training_rows(X, y, groups)
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least two classes; y holds one class: "
-                f"{encoder.classes_.tolist()}."
-            )
+        encoder = class_encoder(y, type(self).__name__)
         self.label_encoder_ = encoder
         codes = encoder.transform(y)
         standardized = self._fit_scaler(features)
@@ -568,11 +561,6 @@ class SliceLinearRegressor(_RidgeReadout, _SliceLinearReadout):
 
     __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
 
-    _parameter_constraints: ClassVar[dict[str, list]] = {
-        **_SliceLinearReadout._parameter_constraints,
-        "alphas": [POSITIVE_GRID],
-    }
-
 
 class SliceLinearClassifier(_LogisticReadout, _SliceLinearReadout):
     __doc__ = (
@@ -617,8 +605,3 @@ class SliceLinearClassifier(_LogisticReadout, _SliceLinearReadout):
         self.Cs = Cs
 
     __init__.__signature__ = with_shared_parameters(__init__, _SliceLinearReadout.__init__)
-
-    _parameter_constraints: ClassVar[dict[str, list]] = {
-        **_SliceLinearReadout._parameter_constraints,
-        "Cs": [POSITIVE_GRID],
-    }

@@ -27,7 +27,7 @@ from scipy import ndimage
 from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
-from ._validation import BOOLEAN, POSITIVE_GRID, Interval
+from ._validation import BOOLEAN, Interval
 from .data.inputs import check_targets
 from .data.preprocessing import VolumePreprocessor
 from .feature_cache import volume_keys
@@ -240,11 +240,6 @@ class VoxelLinearRegressor(_RidgeReadout, _VoxelLinearReadout):
 
     __init__.__signature__ = with_shared_parameters(__init__, _VoxelLinearReadout.__init__)
 
-    _parameter_constraints: ClassVar[dict[str, list]] = {
-        **_VoxelLinearReadout._parameter_constraints,
-        "alphas": [POSITIVE_GRID],
-    }
-
 
 class VoxelLinearClassifier(_LogisticReadout, _VoxelLinearReadout):
     __doc__ = (
@@ -283,8 +278,3 @@ class VoxelLinearClassifier(_LogisticReadout, _VoxelLinearReadout):
         self.Cs = Cs
 
     __init__.__signature__ = with_shared_parameters(__init__, _VoxelLinearReadout.__init__)
-
-    _parameter_constraints: ClassVar[dict[str, list]] = {
-        **_VoxelLinearReadout._parameter_constraints,
-        "Cs": [POSITIVE_GRID],
-    }

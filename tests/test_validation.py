@@ -15,7 +15,14 @@ from slicelearn import (
     VoxelLinearClassifier,
     VoxelLinearRegressor,
 )
-from slicelearn._validation import Interval, InvalidParameterError, Options, validate_params
+from slicelearn._validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    parameter_constraints,
+    validate_estimator,
+    validate_params,
+)
 
 #: skorch's own parameters of the networks: skorch checks them (an unknown
 #: callback, criterion or optimizer fails where skorch builds it).
@@ -46,12 +53,12 @@ ESTIMATORS = [
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_every_parameter_has_its_constraints(cls):
     params = set(cls().get_params(deep=False)) - SKORCH_OWN
-    assert set(cls._parameter_constraints) == params
+    assert set(parameter_constraints(cls)) == params
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_the_defaults_meet_the_constraints(cls):
-    validate_params(cls.__name__, cls().get_params(deep=False), cls._parameter_constraints)
+    validate_estimator(cls())
 
 
 def test_intervals_and_options_say_what_they_take():

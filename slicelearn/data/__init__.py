@@ -21,7 +21,7 @@ from .augment import AugmentedVolumes, VolumeAugmenter
 from .cache import VolumeCache
 from .cohort import Cohort, load_cohort, read_cohort
 from .dataset import VolumeDataset, VolumeLoadError
-from .inputs import check_targets, read_volumes
+from .inputs import check_targets, class_encoder, read_volumes
 from .io import check_volume_array, load_image, load_nifti, load_volumes
 from .preprocessing import PreprocessedVolumes, VolumePreprocessor, template_image
 from .skullstrip import brain_mask
@@ -38,6 +38,7 @@ __all__ = [
     "brain_mask",
     "check_targets",
     "check_volume_array",
+    "class_encoder",
     "load_cohort",
     "load_image",
     "load_nifti",

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from .io import check_headers, is_image_list, load_volumes
 from .preprocessing import PreprocessedVolumes, VolumePreprocessor
 
-__all__ = ["check_targets", "read_volumes"]
+__all__ = ["check_targets", "class_encoder", "read_volumes"]
 
 
 def read_volumes(
@@ -125,3 +127,24 @@ def check_targets(y: Any, n_volumes: int, owner: str, *, columns: str = "one") -
     if y.ndim != 1:
         raise ValueError(f"{owner} predicts one target: y must be 1D, got shape {y.shape}.")
     return y
+
+
+def class_encoder(labels: Any, owner: str) -> LabelEncoder:
+    """A ``LabelEncoder`` fitted on class ``labels``, which must name two classes or more.
+
+    Continuous values (ages given to a classifier by mistake) are refused by
+    scikit-learn's ``check_classification_targets``.
+
+    Examples
+    --------
+    >>> from slicelearn.data.inputs import class_encoder
+    >>> class_encoder(["CN", "AD", "CN"], "Model").classes_.tolist()
+    ['AD', 'CN']
+    """
+    check_classification_targets(labels)
+    encoder = LabelEncoder().fit(labels)
+    if len(encoder.classes_) < 2:
+        raise ValueError(
+            f"{owner} needs at least two classes; y holds one class: {encoder.classes_.tolist()}."
+        )
+    return encoder

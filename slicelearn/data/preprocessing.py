@@ -22,7 +22,7 @@ import nibabel as nib
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .._validation import BOOLEAN, Interval, Options, Satisfies, validate_params
+from .._validation import BOOLEAN, Interval, Options, Satisfies, validate_estimator
 from .._version import __version__
 from .cache import VolumeCache
 from .io import canonical_shape, check_voxels, describe_item, load_nifti, read_voxels
@@ -257,9 +257,7 @@ class VolumePreprocessor(TransformerMixin, BaseEstimator):
 
     def _validate_params(self) -> None:
         """The parameter table, then the rules that tie parameters together."""
-        validate_params(
-            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
-        )
+        validate_estimator(self)
         if self.skull_strip is not None and self._mask_is_shared():
             raise ValueError(
                 "skull_strip computes one mask per scan; it cannot go with a shared mask "
