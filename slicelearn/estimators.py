@@ -99,8 +99,6 @@ class _SliceNeuralNet(VolumeRoutingMixin, DataParallelMixin, SkorchParamsMixin):
 
     routed_defaults = _ROUTED_DEFAULTS
 
-    #: What each shared parameter accepts, checked at ``fit`` (slicelearn._validation).
-
     def __init__(
         self,
         encoder: str | nn.Module | Callable[[], nn.Module] = "resnet18",
