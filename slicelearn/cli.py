@@ -233,16 +233,14 @@ def _recipe(preprocessing: Any, cohort) -> str:
 SMALL_COHORT = 100
 
 
-def _written_options(tokens: Sequence[str]) -> set[str]:
-    """The model options written in ``tokens``, as argparse reads them (unique prefixes too)."""
+def _written_options(tokens: Sequence[str], options: Sequence[str]) -> set[str]:
+    """Which of ``options`` are written in ``tokens``, as argparse reads them (prefixes too)."""
     written = set()
     for token in tokens:
         if not token.startswith("--"):
             continue
         name = token.split("=", 1)[0]
-        matches = [option for option in OPTION_READOUTS if option.startswith(name)]
-        if name in OPTION_READOUTS:
-            matches = [name]
+        matches = [name] if name in options else [o for o in options if o.startswith(name)]
         if len(matches) == 1:
             written.add(matches[0])
     return written
@@ -251,16 +249,14 @@ def _written_options(tokens: Sequence[str]) -> set[str]:
 def _check_options_apply(args: argparse.Namespace, tokens: Sequence[str]) -> None:
     """Refuse model options that none of the chosen --readout models reads, saying why."""
     readouts = tuple(dict.fromkeys(args.readout))
-    for option in sorted(_written_options(tokens)):
+    for option in sorted(_written_options(tokens, tuple(OPTION_READOUTS))):
         users = OPTION_READOUTS[option]
         if not set(users) & set(readouts):
             raise UsageError(
                 f"{option} applies to --readout {' or '.join(users)}, and this command "
                 f"trains --readout {' '.join(readouts)}: leave it out, or add the readout."
             )
-    if len(readouts) == 1 and any(
-        token == "--combine" or token.startswith("--combine=") for token in tokens
-    ):
+    if len(readouts) == 1 and _written_options(tokens, ("--combine",)):
         raise UsageError(
             "--combine says how several --readout models make one ensemble; this command "
             f"trains one, --readout {readouts[0]}."

@@ -584,6 +584,7 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
         (["--readout", "ridge", "--no-freeze-encoder"], "--no-freeze-encoder applies to"),
         (["--readout", "network", "--input-smoothing=2"], "--input-smoothing applies to"),
         (["--combine", "stack"], "--combine says how several --readout models"),
+        (["--comb=mean"], "--combine says how several --readout models"),
     ],
 )
 def test_an_option_the_chosen_readout_does_not_read_is_refused(options, message, capsys):
