@@ -53,9 +53,9 @@ plotting.plot_anat(paths[0], title=f"{Path(paths[0]).name}, age {age[0]:.0f}")
 # -------------------------------------------
 # :class:`~slicelearn.data.VolumePreprocessor` reorients each scan to RAS,
 # resamples it onto the FSL MNI152 2 mm grid (add ``registration="affine"``
-# for scans not yet in MNI space) and z-scores it. The model (the command
-# line's default, :func:`slicelearn.presets.recommended_readout`: a ridge
-# regression on frozen ImageNet slice features) keeps
+# for scans not yet in MNI space) and z-scores it. The model (the ridge
+# readout of the command line's default, :func:`slicelearn.presets.recommended_readout`:
+# a ridge regression on frozen ImageNet slice features, seconds to fit) keeps
 # paths, reads scans lazily, and caches preprocessed volumes on disk so the
 # next run skips this step. Every slicelearn estimator reads paths this way.
 preprocessing = VolumePreprocessor(target="mni152_91x109x91", cache_dir=root.parent / "cache")

@@ -36,7 +36,8 @@ for ax, index in zip(axes, (youngest, oldest)):
 # %%
 # The model
 # ---------
-# The command line's default model: every sagittal slice goes through a
+# The ridge readout of the command line's brain-age default (which averages
+# it with a fine-tuned network, minutes to train): every sagittal slice goes through a
 # frozen EfficientNet-Lite0 with its offline ImageNet weights (its
 # ``blocks.3`` maps pooled 2 x 2, the configuration that did best on real IXI
 # scans), the slice features are averaged, and a ridge regression reads age

@@ -490,8 +490,8 @@ _READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
         shifted by half a voxel (the blur of linear interpolation); one of
         volumes smoothed with sigma 1 went from 6.4 to 6.8 (``docs/results.md``).
         The recommended configuration
-        (:data:`slicelearn.presets.RECOMMENDED_READOUT`, the command line's
-        default) uses 1.0 on its 2 mm grid; the default here is 0 because
+        (:data:`slicelearn.presets.RECOMMENDED_READOUT`, a member of the
+        command line's default) uses 1.0 on its 2 mm grid; the default here is 0 because
         sigma is in voxels, and an array of volumes says nothing of their size.
     augmentation : VolumeAugmenter or None, default=None
         Random flips, rotations, shifts and intensity fields

@@ -71,9 +71,11 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     assert importance.shape == (6,) and importance.sum() == pytest.approx(1.0)
 
     out = tmp_path / "predictions.csv"
-    assert main(["predict", "--model", str(model), "--data", str(cohort), "--out", str(out)]) == 0
+    # Scans read as in training (the data home's cache would hand float16 volumes).
+    predict = ["predict", "--model", model, "--data", cohort, "--out", out, "--cache-dir", "none"]
+    assert main([str(a) for a in predict]) == 0
     err = capsys.readouterr().err
-    if readout == "network":  # the readout's features are still in this process's cache
+    if readout == "network":  # the fine-tuned network reads every scan again
         assert re.search(r"^predicting 20/20 \(scans\): \d+ s$", err, re.M), err
     predictions = pd.read_csv(out)
     assert len(predictions) == 20 and np.isfinite(predictions["predicted_age"]).all()
@@ -325,24 +327,25 @@ def test_help_shows_defaults_only_where_they_exist(command, capsys):
         assert "a bare --registration means affine" in text
 
 
-def test_no_freeze_encoder_is_full_fine_tuning_with_its_recipe(cohort, tmp_path):
-    from slicelearn.cli import _estimator
+def test_readout_network_is_full_fine_tuning_with_its_recipe(cohort, tmp_path):
+    from slicelearn.cli import NETWORK_DEFAULTS, _estimator
     from slicelearn.presets import FULL_FINE_TUNING
 
     base = ["fit", "--data", "x", "--target", "age", "--out", "m", "--readout", "network"]
-    estimator = _estimator(build_parser().parse_args([*base, "--no-freeze-encoder"]), True, None, 9)
-    for name in ("lr", "max_epochs", "batch_size", "train_slices", "crop_to_content", "pooling"):
-        assert getattr(estimator, name) == FULL_FINE_TUNING[name], name
-    assert estimator.freeze_encoder is False and estimator.feature_layer is None
-    assert estimator.position_embedding == "sinusoidal" and estimator.train_split is None
-    assert dict(estimator.callbacks)["lr_schedule"].T_max == FULL_FINE_TUNING["max_epochs"]
+    for written in ([], ["--no-freeze-encoder"]):  # the default, and said
+        estimator = _estimator(build_parser().parse_args([*base, *written]), True, None, 9)
+        for name in ("lr", "max_epochs", "batch_size", "train_slices", "crop_to_content"):
+            assert getattr(estimator, name) == FULL_FINE_TUNING[name], name
+        assert estimator.freeze_encoder is False and estimator.feature_layer is None
+        assert estimator.position_embedding == "sinusoidal" and estimator.train_split is None
+        assert dict(estimator.callbacks)["lr_schedule"].T_max == FULL_FINE_TUNING["max_epochs"]
     # Options the user gives win over the recipe; the frozen route keeps its own settings.
-    given = [*base, "--no-freeze-encoder", "--lr", "0.01", "--train-slices", "3"]
+    given = [*base, "--lr", "0.01", "--train-slices", "3"]
     estimator = _estimator(build_parser().parse_args(given), True, None, 9)
     assert estimator.lr == 0.01 and estimator.train_slices == 3
-    frozen = _estimator(build_parser().parse_args(base), True, None, 9)
+    frozen = _estimator(build_parser().parse_args([*base, "--freeze-encoder"]), True, None, 9)
     assert frozen.freeze_encoder is True and frozen.train_slices is None
-    assert frozen.lr == 1e-3 and not frozen.crop_to_content
+    assert frozen.lr == NETWORK_DEFAULTS["lr"] and not frozen.crop_to_content
     # And it trains and saves from the command line.
     model = tmp_path / "ft.slm"
     argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--readout", "network"]
@@ -465,7 +468,8 @@ def test_model_files_record_provenance_and_predict_warns_when_software_differs(
 
     model = tmp_path / "m.slm"
     argv = ["fit", "--data", cohort, "--target", "age", "--out", model, *FAST]
-    assert main([str(a) for a in [*argv, "--grid", "mni152"]]) == 0
+    # Any model records the same provenance: the ridge readout is the quick one to fit.
+    assert main([str(a) for a in [*argv, "--grid", "mni152", "--readout", "ridge"]]) == 0
     info = model_info(model)
     assert {"slicelearn", "torch", "deepbet", "antspyx", "nilearn"} <= set(info["versions"])
     recorded = info["preprocessing_provenance"]
@@ -580,19 +584,52 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
             "--encoder applies to --readout ridge or network, and this command trains "
             "--readout voxels",
         ),
-        (["--pool", "attention"], "--pooling applies to --readout network"),  # a prefix
+        (["--readout", "ridge", "--pool", "attention"], "--pooling applies to"),  # a prefix
         (["--readout", "ridge", "--no-freeze-encoder"], "--no-freeze-encoder applies to"),
         (["--readout", "network", "--input-smoothing=2"], "--input-smoothing applies to"),
-        (["--combine", "stack"], "--combine says how several --readout models"),
-        (["--comb=mean"], "--combine says how several --readout models"),
+        (["--readout", "ridge", "--combine", "stack"], "--combine says how several --readout"),
+        (["--readout", "ridge", "--comb=mean"], "--combine says how several --readout models"),
+        # Without --readout, the task's default model: known before the table
+        # is read when --task says the task.
+        (
+            ["--task", "classification", "--pooling", "attention"],
+            "--pooling applies to --readout network, and this command trains --readout ridge "
+            "(the default for classification)",
+        ),
+        (
+            ["--task", "regression", "--readout", "ridge", "--pooling", "attention"],
+            "trains --readout ridge: leave it out",
+        ),
+        (["--task", "regression", "--feature-grid", "2", "--comb", "stack"], None),
     ],
 )
 def test_an_option_the_chosen_readout_does_not_read_is_refused(options, message, capsys):
     # Refused before the table is read: the data file need not exist.
     argv = ["fit", "--data", "missing.csv", "--target", "age", "--out", "m.slm", *options]
     code, error = _exit_code_and_error(capsys, *argv)
-    assert code == 2 and message in error, error
-    assert "missing.csv" not in error
+    assert code == 2, error
+    if message is None:  # the options apply to the default model: the next error is the table's
+        assert "missing.csv" in error, error
+    else:
+        assert message in error and "missing.csv" not in error, error
+
+
+def test_with_task_auto_the_default_model_is_checked_once_the_target_is_read(
+    cohort, tmp_path, capsys
+):
+    # "sex" holds two classes: the default is the logistic readout, which has no
+    # pooling. The refusal comes before any scan is read or preprocessed.
+    argv = ["fit", "--data", cohort, "--target", "sex", "--out", tmp_path / "m.slm"]
+    code, error = _exit_code_and_error(capsys, *argv, "--pooling", "attention", *FAST)
+    assert code == 2 and "(the default for classification)" in error, error
+    assert "preprocess" not in error and not (tmp_path / "m.slm").exists()
+    # For brain age the default model holds the network, which reads --pooling.
+    from slicelearn.cli import _check_options_apply
+
+    age = ["fit", "--data", "t.csv", "--target", "age", "--out", "m", "--pooling", "mean"]
+    _check_options_apply(build_parser().parse_args(age), age, regression=True)  # no error
+    with pytest.raises(Exception, match="the default for classification"):
+        _check_options_apply(build_parser().parse_args(age), age, regression=False)
 
 
 def test_options_of_any_chosen_readout_are_taken(tmp_path):
@@ -614,9 +651,28 @@ def test_the_command_line_defaults_are_the_recommended_preset():
     prep = _preprocessing(args, cohort)
     for name, value in RECOMMENDED_PREPROCESSING.items():
         assert getattr(prep, name) == value, name
-    model = _estimator(args, True, prep, 200)
-    for name, value in RECOMMENDED_READOUT.items():
-        assert getattr(model, name) == value, name
+    # Each task's default model is the preset's, member by member.
+    from slicelearn.presets import FULL_FINE_TUNING, RECOMMENDED_MODEL, recommended_model
+
+    for regression, task in ((True, "regression"), (False, "classification")):
+        model = _estimator(args, regression, prep, 200)
+        preset = recommended_model(task, preprocessing=prep)
+        assert type(model) is type(preset), task
+        members = dict(getattr(model, "estimators", [("ridge", model)]))
+        assert tuple(members) == RECOMMENDED_MODEL[task]
+        if regression:  # the two members' predictions averaged, equal weights
+            assert model.combine == preset.combine == "mean"
+        for name, member in members.items():
+            expected = dict(getattr(preset, "estimators", [("ridge", preset)]))[name]
+            assert type(member) is type(expected)
+            params, preset_params = member.get_params(), expected.get_params()
+            recipe = RECOMMENDED_READOUT if name == "ridge" else FULL_FINE_TUNING
+            for param in [*recipe, "axis", "preprocessing", "random_state", "train_split"]:
+                if param in preset_params:
+                    assert params[param] == preset_params[param], (task, name, param)
+            if name == "ridge":
+                for param, value in RECOMMENDED_READOUT.items():
+                    assert params[param] == value, param
     assert DEFAULTS["encoder"] == RECOMMENDED_READOUT["encoder"]
     layer_and_grid = (RECOMMENDED_READOUT["feature_layer"], RECOMMENDED_READOUT["feature_grid"])
     assert get_encoder_spec(RECOMMENDED_READOUT["encoder"]).recommended_features == layer_and_grid

@@ -115,7 +115,7 @@ class _ReadoutTablesAsVolumes:
 
 
 class CheckedLinearRegressor(_ReadoutTablesAsVolumes, SliceLinearRegressor):
-    """SliceLinearRegressor (the command line's default model) seen by the table checks."""
+    """SliceLinearRegressor (the default's ridge readout) seen by the table checks."""
 
 
 class CheckedLinearClassifier(_ReadoutTablesAsVolumes, SliceLinearClassifier):

@@ -11,8 +11,8 @@ Nothing here is chosen by the scores it writes.
 On the same folds (``KFold(5, shuffle=True, random_state=seed)``, the folds
 of the ridge readout's repeats in ``docs/results.md``), beside it:
 
-- ``ridge readout``: the command line's default model
-  (``SliceLinearRegressor``: frozen Lite0 ``blocks.3`` 2 x 2, input smoothed
+- ``ridge readout``: the command line's default model when the grid was
+  planned (``SliceLinearRegressor``: frozen Lite0 ``blocks.3`` 2 x 2, input smoothed
   by 1 voxel, ridge with the penalty chosen by internal CV);
 - ``voxel ridge``: ridge on the 4 mm brain voxels (the 2 mm volumes smoothed
   by 1 voxel, 2 x 2 x 2 blocks averaged, no per-voxel standardisation), the
@@ -86,7 +86,7 @@ def fine_tuned(seed: int, threads: int, task: str = "age", **changes):
 
 
 def ridge_readout(task: str = "age"):
-    """The command line's default model: ridge (age) or logistic regression (sex)."""
+    """The slice readout (``recommended_readout``): ridge (age) or logistic regression (sex)."""
     from slicelearn.presets import recommended_readout
 
     return recommended_readout("regression" if task == "age" else "classification")

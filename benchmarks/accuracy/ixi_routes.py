@@ -22,7 +22,7 @@ and each appending JSON lines to ``--out`` as soon as a result exists:
     ridge for age, logistic regression for sex; voxel ridge / logistic
     baselines on each route's volumes; combinations of axes and encoders.
 ``package``
-    The command line's default model as the package runs it
+    The ridge readout (the command line's default model then) as the package runs it
     (``SliceLinearRegressor`` / ``SliceLinearClassifier`` on ``--package-route``'s
     volumes, ``--package-encoder``, ``--package-axes``), repeated CV, and
     its fit time on all 136 scans (features included).

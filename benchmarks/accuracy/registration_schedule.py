@@ -5,7 +5,7 @@ z-scored in the brain) is computed for all 136 scans under named ANTs affine
 schedules, each into its own folder, twice for ``ants-default`` (the
 determinism check). For every run:
 seconds a scan (2 workers), the SHA-256 of the volumes, and the ridge readout
-(the command line's default model) in 5 repeats of 5-fold CV, so a faster
+(the command line's default model when these runs were made) in 5 repeats of 5-fold CV, so a faster
 schedule is judged against the repeat spread. Masks come from
 ``ixi_routes.py --steps masks``. Run::
 

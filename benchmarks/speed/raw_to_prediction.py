@@ -1,18 +1,26 @@
 """Raw T1 to a brain-age prediction with the command line's default model: seconds per stage.
 
-The default route of ``slicelearn fit``/``predict``: deepbet brain extraction,
-ANTs affine registration to MNI152 (reproducible: one ITK thread, a fixed
-seed), resampling of the mask, z-scoring in the brain, smoothing by 1 voxel,
-frozen EfficientNet-Lite0 ``blocks.3`` features and the ridge readout. Each
-raw IXI scan goes through it once, uncached; every stage is timed in this
-process (the library's functions wrapped with timers, nothing rewritten):
+The default route of ``slicelearn fit``/``predict`` for brain age: deepbet
+brain extraction, ANTs affine registration to MNI152 (reproducible: one ITK
+thread, a fixed seed), resampling of the mask, z-scoring in the brain, then
+the default model (``slicelearn.presets.recommended_model()``): the
+fine-tuned slice network's prediction averaged with the ridge readout's
+(smoothing by 1 voxel, frozen EfficientNet-Lite0 ``blocks.3`` features, the
+ridge). Each raw IXI scan goes through it once, uncached; every stage is
+timed in this process (the library's functions wrapped with timers, nothing
+rewritten):
 
 - ``read``: the NIfTI read, reorientation to RAS and the voxel check;
 - ``deepbet``, ``registration`` (the ANTs affine fit and the scan's warp),
   ``mask resampling`` (the same transform applied to the mask),
   ``normalisation``;
-- ``smoothing``, ``features + readout``: the model's prediction from the
-  preprocessed volume.
+- ``fine-tuned network``: the network member's prediction from the
+  preprocessed volume (every slice through the whole encoder);
+- ``smoothing``, ``features + readout``: the ridge member's.
+
+The network is trained for ``--network-epochs`` (1 by default) on the
+``--train`` volumes: its weights do not change what a prediction costs, and
+a full fit takes minutes (``ixi_full_finetune.py --fit-all`` times that).
 
 Then cohort throughput: the same scans preprocessed by 2 DataLoader workers
 (one ITK thread each), then predicted, wall time per scan. Last, what
@@ -20,7 +28,7 @@ reproducibility costs: ANTs' affine on the same scans in a fresh process with
 ITK on one thread (reproducible) and on two (ANTs' own default here, not
 reproducible), seconds per scan. Needs
 ``../shared/data/ixi`` and the default route's volumes of
-``ixi_routes.py --steps masks volumes`` (to fit the readout). Run::
+``registration_schedule.py --runs no-full-res:a`` (to fit the model). Run::
 
     python benchmarks/speed/raw_to_prediction.py --scans 6 \\
         --json benchmarks/results/raw_to_prediction.json
@@ -40,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
-ROUTE = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy").expanduser()
+ROUTE = Path("~/slicelearn_data/registration/no-full-res-a/volumes/deepbet_affine.npy").expanduser()
 SECONDS: dict[str, float] = collections.defaultdict(float)
 
 
@@ -88,14 +96,15 @@ def instrument() -> None:
     registration.register = register
 
 
-def default_model(n_train: int):
-    """The command line's default readout, fitted on registered volumes of the default route."""
+def default_model(n_train: int, network_epochs: int):
+    """The command line's default brain-age model, fitted on registered volumes of the route."""
     from slicelearn.data import read_cohort
-    from slicelearn.presets import recommended_readout
+    from slicelearn.presets import recommended_model
 
     _, labels = read_cohort(IXI / "participants.tsv", target=["age"])
     volumes = np.load(ROUTE, mmap_mode="r")[:n_train].astype(np.float32)
-    return recommended_readout().fit(volumes, labels[:n_train, 0].astype(np.float32))
+    model = recommended_model("regression").set_params(network__max_epochs=network_epochs)
+    return model.fit(volumes, labels[:n_train, 0].astype(np.float32))
 
 
 def registration_seconds(scans: list[str], itk_threads: int) -> float:
@@ -136,12 +145,16 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=6, help="raw scans to time (not trained on)")
-    parser.add_argument("--train", type=int, default=40, help="volumes the readout is fitted on")
+    parser.add_argument("--train", type=int, default=40, help="volumes the model is fitted on")
+    parser.add_argument(
+        "--network-epochs", type=int, default=1, help="epochs of the network member's fit"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = default_model(args.train)
+    model = default_model(args.train, args.network_epochs)
+    network, readout = model.named_estimators_["network"], model.named_estimators_["ridge"]
     paths, _ = read_cohort(IXI / "participants.tsv", target=["age"])
     scans = paths[args.train : args.train + args.scans]
     prep = recommended_preprocessing(cache_dir=None).fit(scans)
@@ -153,17 +166,20 @@ def main() -> None:
         start = time.perf_counter()
         volume = prep.load(path)
         preprocessing = time.perf_counter() - start
+        with timed("fine-tuned network"):
+            network.predict(volume[None])
         with timed("smoothing"):
-            ndimage.gaussian_filter(volume, model.input_smoothing)
+            ndimage.gaussian_filter(volume, readout.input_smoothing)
         with timed("features + readout"):
-            model.predict(volume[None])  # smooths again inside: counted in both
+            readout.predict(volume[None])  # smooths again inside: counted in both
         SECONDS["features + readout"] -= SECONDS["smoothing"]
         SECONDS["other preprocessing"] = (
             preprocessing
             - sum(SECONDS[s] for s in ("read", "deepbet", "registration", "mask resampling"))
             - SECONDS["normalisation"]
         )
-        total = preprocessing + SECONDS["smoothing"] + SECONDS["features + readout"]
+        model_stages = ("fine-tuned network", "smoothing", "features + readout")
+        total = preprocessing + sum(SECONDS[stage] for stage in model_stages)
         rows.append({"scan": Path(path).name, **dict(SECONDS), "total": total})
         print(
             json.dumps(

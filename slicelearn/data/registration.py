@@ -17,7 +17,7 @@ Both libraries were measured on 10 IXI scans (``docs/registration_choice.md``):
   ITK threads, the same scan registered twice gave different volumes. ANTs'
   own schedule ends with 10 iterations at full resolution, which took half
   the registration time; they are skipped (:data:`ANTS_ITERATIONS`): on the
-  136 IXI scans, the command line's default model scored 6.49 +- 0.20 years
+  136 IXI scans, the ridge readout (the command line's default model then) scored 6.49 +- 0.20 years
   MAE in 5 x 5-fold CV without them and 6.43 +- 0.19 with them, at 7.4
   against 11.0 s a scan (``benchmarks/accuracy/registration_schedule.py``).
 """
