@@ -10,6 +10,9 @@ The layout follows the architecture:
   :class:`SliceLinearClassifier`, linear readouts of frozen slice features;
 - :mod:`slicelearn.voxels`: :class:`VoxelLinearRegressor` and
   :class:`VoxelLinearClassifier`, linear readouts of the voxels (the baseline);
+- :mod:`slicelearn.brain_encoder`: :class:`BrainEncoderRegressor` and
+  :class:`BrainEncoderClassifier`, linear readouts of deepbet's brain-trained
+  3D encoder;
 - :mod:`slicelearn.ensemble`: :class:`EnsembleRegressor` and
   :class:`EnsembleClassifier`, several models averaged or stacked;
 - :mod:`slicelearn.brain_age`: :class:`BiasCorrectedRegressor`, brain age
@@ -24,6 +27,7 @@ The layout follows the architecture:
 
 from ._version import __version__
 from .brain_age import BiasCorrectedRegressor
+from .brain_encoder import BrainEncoderClassifier, BrainEncoderRegressor
 from .ensemble import EnsembleClassifier, EnsembleRegressor
 from .estimators import SliceCNNClassifier, SliceCNNRegressor
 from .nn import SliceNet
@@ -32,6 +36,8 @@ from .voxels import VoxelLinearClassifier, VoxelLinearRegressor
 
 __all__ = [
     "BiasCorrectedRegressor",
+    "BrainEncoderClassifier",
+    "BrainEncoderRegressor",
     "EnsembleClassifier",
     "EnsembleRegressor",
     "SliceCNNClassifier",

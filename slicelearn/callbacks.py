@@ -1,4 +1,4 @@
-"""skorch callbacks of the estimators: checkpoints, the epoch log, best weights.
+"""skorch callbacks of the estimators: checkpoints, the epoch log, best weights, the schedule.
 
 :class:`TrainingCheckpoint` writes the training state after every epoch,
 atomically, and lets ``fit`` resume from it after an interruption.
@@ -11,6 +11,9 @@ validation score and puts them back when training ends, without stopping
 early: slice models often sit on a plateau for a while before position
 information is picked up, and a patience-based stop would end them there.
 Add skorch's ``EarlyStopping`` through ``callbacks`` to stop early as well.
+
+:class:`CosineLRSchedule` anneals the learning rate over the net's
+``max_epochs`` as they are when training begins (full fine-tuning's schedule).
 """
 
 from __future__ import annotations
@@ -24,19 +27,55 @@ from typing import Any
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback, PrintLog
+from skorch.callbacks import Callback, LRScheduler, PrintLog
 from skorch.utils import Ansi
 from torch import nn
 
 from ._files import write_atomic
 
 __all__ = [
+    "CosineLRSchedule",
     "EpochProgress",
     "RankZeroPrintLog",
     "RestoreBestWeights",
     "TrainingCheckpoint",
     "resume_training",
 ]
+
+
+class CosineLRSchedule(LRScheduler):
+    """Cosine annealing of the learning rate from ``lr`` towards 0 over the net's ``max_epochs``.
+
+    skorch's ``LRScheduler(policy="CosineAnnealingLR", T_max=n)`` fixes the
+    schedule's length when it is built. This one reads ``max_epochs`` when
+    training begins, so ``set_params(max_epochs=...)``, a grid search over
+    it, or an ensemble's ``network__max_epochs`` keep the schedule whole. A
+    resumed fit continues it (skorch counts the epochs in the history).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slicelearn import SliceCNNRegressor
+    >>> from slicelearn.callbacks import CosineLRSchedule
+    >>> X = np.random.default_rng(0).normal(size=(4, 6, 32, 32)).astype(np.float32)
+    >>> est = SliceCNNRegressor(encoder="cnn2d", weights=None, max_epochs=4, lr=0.1,
+    ...                         train_split=None, verbose=0,
+    ...                         callbacks=[("lr_schedule", CosineLRSchedule())])
+    >>> [round(lr, 3) for lr in est.fit(X, np.arange(4.0)).history[:, "event_lr"]]
+    [0.1, 0.085, 0.05, 0.015]
+    """
+
+    def __init__(self) -> None:
+        super().__init__(policy="CosineAnnealingLR")
+
+    def _get_param_names(self) -> list[str]:
+        # skorch takes every attribute for a parameter; this schedule has none
+        # of its own (its length is the net's), so clones are built bare.
+        return []
+
+    def _get_scheduler(self, net: Any, policy: Any, **scheduler_kwargs: Any) -> Any:
+        scheduler_kwargs.setdefault("T_max", net.max_epochs)
+        return super()._get_scheduler(net, policy, **scheduler_kwargs)
 
 
 class RestoreBestWeights(Callback):

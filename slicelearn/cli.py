@@ -279,18 +279,25 @@ def _check_options_apply(
     if readouts is None:
         return
     trained = f"--readout {' '.join(readouts)}"
+    remedy = "add the readout"
     if not args.readout:
         task = (
             args.task if regression is None else ("regression" if regression else "classification")
         )
         trained += f" (the default for {task})"
+        remedy = "name the readouts to train with --readout"
     for option in sorted(_written_options(tokens, tuple(OPTION_READOUTS))):
         users = OPTION_READOUTS[option]
         if not set(users) & set(readouts):
             raise UsageError(
                 f"{option} applies to --readout {' or '.join(users)}, and this command "
-                f"trains {trained}: leave it out, or add the readout."
+                f"trains {trained}: leave it out, or {remedy}."
             )
+    if "network" in readouts and len(set(args.axis)) > 1:
+        raise UsageError(
+            f"--readout network slices along one --axis, and this command trains {trained}: "
+            "give one --axis, or --readout ridge, which joins the features of several."
+        )
     if len(readouts) == 1 and _written_options(tokens, ("--combine",)):
         raise UsageError(
             "--combine says how several --readout models make one ensemble; this command "
@@ -351,8 +358,6 @@ def _readout(
             preprocessing=preprocessing,
             num_workers=args.workers,
         )
-    if len(axes) > 1:
-        raise UsageError("--readout network takes one --axis; several axes need --readout ridge.")
     kind = SliceCNNRegressor if regression else SliceCNNClassifier
     settings = _network_settings(args, n_scans)
     callbacks = settings.pop("callbacks", None) or []
@@ -591,8 +596,9 @@ def _compare_with_baseline(metrics: dict, baseline: dict, regression: bool) -> s
 def _prepared(args: argparse.Namespace):
     """Cohort, targets, task and preprocessing of a fit or evaluate command."""
     cohort, y, regression = _labelled(args)
-    # Without --readout and with --task auto, the default model is known now.
-    _check_options_apply(args, args.argv, regression)
+    if args.readout is None and args.task == "auto":
+        # The default model is known now that the target column is read.
+        _check_options_apply(args, getattr(args, "argv", ()), regression)
     _check_extras(args, masked=cohort.masks is not None)
     preprocessing = _preprocessing(args, cohort)
     print(
@@ -1015,15 +1021,14 @@ def _architecture_options(group, network_only: str = " (--readout network)") -> 
         help=f"how the trained network combines its slices{network_only} (default: "
         f"{NETWORK_DEFAULTS['pooling']})",
     )
-    fine_tuning = ""
-    if network_only:
-        fine_tuning = f", {FULL_FINE_TUNING['position_embedding']} when fine-tuning"
+    default = f"{NETWORK_DEFAULTS['position_embedding']}"
+    if network_only:  # fit and evaluate fine-tune unless --freeze-encoder
+        default = f"{FULL_FINE_TUNING['position_embedding']}; {default} with --freeze-encoder"
     group.add_argument(
         "--position-embedding",
         default=None,
         choices=["none", *(p for p in POSITION_EMBEDDINGS if p is not None)],
-        help=f"slice-index embedding of the trained network{network_only} (default: "
-        f"{NETWORK_DEFAULTS['position_embedding']}{fine_tuning})",
+        help=f"slice-index embedding of the trained network{network_only} (default: {default})",
     )
     _feature_options(group)
 
@@ -1100,7 +1105,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=DEFAULTS["axis"],
         choices=list(AXES),
-        help="slicing axis; several join their features (--readout ridge)",
+        help="slicing axis; several join their features (--readout ridge; --readout network "
+        "reads one)",
     )
     group.add_argument(
         "--input-smoothing",
@@ -1117,38 +1123,37 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         "--lr",
         type=float,
         default=None,
-        help=f"learning rate (--readout network; default: {NETWORK_DEFAULTS['lr']:g} with a "
-        f"frozen encoder, {fine['lr']:g} with a cosine schedule when fine-tuning)",
+        help=f"learning rate (--readout network; default: {fine['lr']:g} with a cosine "
+        f"schedule; {NETWORK_DEFAULTS['lr']:g} with --freeze-encoder)",
     )
     group.add_argument(
         "--max-epochs",
         type=int,
         default=None,
-        help=f"training epochs (--readout network; default: {NETWORK_DEFAULTS['max_epochs']} "
-        f"with a frozen encoder, {fine['max_epochs']} when fine-tuning)",
+        help=f"training epochs (--readout network; default: {fine['max_epochs']}; "
+        f"{NETWORK_DEFAULTS['max_epochs']} with --freeze-encoder)",
     )
     group.add_argument(
         "--batch-size",
         type=int,
         default=None,
-        help=f"volumes per batch (--readout network; default: "
-        f"{NETWORK_DEFAULTS['batch_size']} with a frozen encoder, {fine['batch_size']} when "
-        "fine-tuning)",
+        help=f"volumes per batch (--readout network; default: {fine['batch_size']}; "
+        f"{NETWORK_DEFAULTS['batch_size']} with --freeze-encoder)",
     )
     group.add_argument(
         "--train-slices",
         type=int,
         default=None,
         help="slices of each volume encoded per training step, drawn at random; prediction "
-        f"uses all (--readout network; default: {fine['train_slices']} when fine-tuning, "
-        "all with a frozen encoder)",
+        f"uses all (--readout network; default: {fine['train_slices']}; all with "
+        "--freeze-encoder)",
     )
     group.add_argument(
         "--crop-to-brain",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="cut every volume to the box that holds the brain in the training scans "
-        "(--readout network; default: on when fine-tuning, off with a frozen encoder)",
+        "(--readout network; default: on; off with --freeze-encoder)",
     )
     group.add_argument("--seed", type=int, default=0, help="seed of training and of the CV folds")
     group.add_argument(

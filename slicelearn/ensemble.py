@@ -82,6 +82,39 @@ class _Ensemble(BaseEstimator):
     def __sklearn_tags__(self):
         return volume_input_tags(super().__sklearn_tags__())
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters; with ``deep``, each member as ``<name>`` and its parameters as
+        ``<name>__<parameter>`` (as scikit-learn's ``VotingRegressor`` names them)."""
+        params = super().get_params(deep=False)
+        if deep:
+            for name, member in self.estimators:
+                params[name] = member
+                if hasattr(member, "get_params"):
+                    for key, value in member.get_params(deep=True).items():
+                        params[f"{name}__{key}"] = value
+        return params
+
+    def set_params(self, **params: Any) -> _Ensemble:
+        """Set parameters: ``<name>`` replaces a member, ``<name>__<parameter>`` sets its own.
+
+        So a grid search can tune a member, e.g. ``network__max_epochs``.
+        """
+        if "estimators" in params:
+            self.estimators = params.pop("estimators")
+        names = [name for name, _ in self.estimators]
+        replaced = {name: params.pop(name) for name in names if name in params}
+        if replaced:
+            self.estimators = [(name, replaced.get(name, m)) for name, m in self.estimators]
+        nested: dict[str, dict[str, Any]] = {}
+        for key in list(params):
+            name, separator, parameter = key.partition("__")
+            if separator and name in names:
+                nested.setdefault(name, {})[parameter] = params.pop(key)
+        members = dict(self.estimators)
+        for name, member_params in nested.items():
+            members[name].set_params(**member_params)
+        return super().set_params(**params)
+
     def _check_params(self) -> list[tuple[str, Any]]:
         members = list(self.estimators)
         if not members or not all(

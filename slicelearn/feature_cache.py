@@ -1,10 +1,12 @@
-"""Frozen-encoder slice features, computed once and reused.
+"""Frozen-encoder features, computed once and reused.
 
 With ``freeze_encoder=True`` the encoder is a fixed function, so a volume's
 slice features ``(S, F)`` never change. This module owns their in-memory
 store: one entry per (encoder weights, volume), shared by every epoch, CV
 fold and grid-search candidate in the process, so only the projection,
 position embedding, pooling and head are trained each epoch.
+:class:`RowCache` holds the readouts' one-row-per-volume features (voxel
+blocks, a 3D encoder's pooled maps) the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -23,7 +26,7 @@ from ._progress import progress
 from .data.dataset import VolumeDataset
 from .data.preprocessing import PreprocessedVolumes, file_digest
 
-__all__ = ["SliceFeatureCache", "shared_feature_cache"]
+__all__ = ["RowCache", "SliceFeatureCache", "shared_feature_cache"]
 
 
 def encoder_fingerprint(module: torch.nn.Module) -> str:
@@ -181,6 +184,40 @@ class SliceFeatureCache:
 
 
 _SHARED = SliceFeatureCache()
+
+
+class RowCache:
+    """Feature rows by key, least recently used first out past a byte budget.
+
+    A readout that computes one row per volume (voxel blocks, a 3D encoder's
+    pooled maps) keeps them here under (the volume's content key, its
+    recipe): cross-validation, stacking and grid searches then compute each
+    scan's row once per recipe.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._rows: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is not None:
+                self._rows.move_to_end(key)
+            return row
+
+    def put(self, key: tuple, row: np.ndarray) -> None:
+        row.setflags(write=False)  # shared between fits: nobody may change it
+        with self._lock:
+            if key in self._rows:
+                return
+            self._rows[key] = row
+            self._bytes += row.nbytes
+            while self._bytes > self.max_bytes and len(self._rows) > 1:
+                _, dropped = self._rows.popitem(last=False)
+                self._bytes -= dropped.nbytes
 
 
 def shared_feature_cache() -> SliceFeatureCache:

@@ -19,7 +19,8 @@ Parameters are stored as JSON values. Classes and functions (``optimizer=``,
 (torch optimisers, losses and data loaders, skorch's datasets, slicelearn's
 own classes), or from the names a user passes in ``trusted``. Objects are
 stored through their constructor arguments, for allow-listed classes only
-(``ValidSplit``, ``VolumePreprocessor``). An encoder given as a module class
+(``ValidSplit``, ``VolumePreprocessor``, ``VolumeAugmenter``,
+``CosineLRSchedule``). An encoder given as a module class
 is stored by name like an optimiser. Anything else, such as an encoder given
 as an ``nn.Module`` instance or custom callbacks, cannot be saved this way:
 ``save_model`` says so, and pickle (with its warning) remains available.
@@ -67,6 +68,7 @@ _SAFE_OBJECTS = (
     "skorch.dataset.ValidSplit",
     "slicelearn.data.preprocessing.VolumePreprocessor",
     "slicelearn.data.augment.VolumeAugmenter",
+    "slicelearn.callbacks.CosineLRSchedule",
 )
 _NETWORKS = (
     "slicelearn.estimators.SliceCNNRegressor",
@@ -89,6 +91,15 @@ _READOUT_ARRAYS = {
         "voxel_mask_",
     ),
 }
+_READOUT_ARRAYS["slicelearn.brain_encoder.BrainEncoderRegressor"] = (
+    "feature_mean_",
+    "feature_scale_",
+    "coef_",
+    "intercept_",
+)
+_READOUT_ARRAYS["slicelearn.brain_encoder.BrainEncoderClassifier"] = _READOUT_ARRAYS[
+    "slicelearn.brain_encoder.BrainEncoderRegressor"
+]
 _READOUT_ARRAYS["slicelearn.readout.SliceLinearClassifier"] = _READOUT_ARRAYS[
     "slicelearn.readout.SliceLinearRegressor"
 ]

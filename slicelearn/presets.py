@@ -234,18 +234,18 @@ def full_fine_tuning(**changes: Any) -> dict[str, Any]:
         Keyword arguments for :class:`~slicelearn.SliceCNNRegressor` or
         :class:`~slicelearn.SliceCNNClassifier`: the recipe, ``changes``
         applied, no validation split, and a cosine learning-rate schedule over
-        ``max_epochs`` (``callbacks``, to which further callbacks may be added).
+        ``max_epochs`` (:class:`~slicelearn.callbacks.CosineLRSchedule` in
+        ``callbacks``, to which further callbacks may be added).
 
     Examples
     --------
     >>> from slicelearn import SliceCNNRegressor
     >>> from slicelearn.presets import full_fine_tuning
     >>> est = SliceCNNRegressor(**full_fine_tuning(max_epochs=3))
-    >>> est.train_slices, est.callbacks[0][1].T_max
-    (16, 3)
+    >>> est.train_slices, est.max_epochs, type(est.callbacks[0][1]).__name__
+    (16, 3, 'CosineLRSchedule')
     """
-    from skorch.callbacks import LRScheduler
+    from .callbacks import CosineLRSchedule
 
     params = {**FULL_FINE_TUNING, **changes}
-    schedule = LRScheduler(policy="CosineAnnealingLR", T_max=params["max_epochs"])
-    return {**params, "train_split": None, "callbacks": [("lr_schedule", schedule)]}
+    return {**params, "train_split": None, "callbacks": [("lr_schedule", CosineLRSchedule())]}

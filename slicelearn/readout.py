@@ -61,6 +61,10 @@ class _LinearReadout(BaseEstimator):
     #: Divide each feature by its training SD (the slice features' scales
     #: differ by orders of magnitude; voxels share one scale and keep it).
     _scale_features = True
+    #: Training SDs below this fraction of the median SD are raised to it:
+    #: a feature nearly constant in training would otherwise weigh a new
+    #: scan's small difference by its tiny SD (0: only zero SDs are replaced).
+    _min_relative_scale = 0.0
 
     def __sklearn_tags__(self):
         return volume_input_tags(super().__sklearn_tags__())
@@ -108,6 +112,8 @@ class _LinearReadout(BaseEstimator):
         self.feature_mean_ = features.mean(axis=0, dtype=np.float64)
         if self._scale_features:
             scale = features.std(axis=0)
+            floor = self._min_relative_scale * np.median(scale[scale > 0]) if scale.any() else 0
+            scale = np.maximum(scale, floor)
             self.feature_scale_ = np.where(scale > 0, scale, 1.0)
         self.n_features_ = features.shape[1]
         return self._standardized(features)

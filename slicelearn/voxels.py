@@ -17,8 +17,6 @@ subjects, and the two averaged beat either (:class:`slicelearn.ensemble.Ensemble
 
 from __future__ import annotations
 
-import collections
-import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -30,7 +28,7 @@ from ._params import with_shared_parameters
 from ._validation import BOOLEAN, Interval
 from .data.inputs import check_targets
 from .data.preprocessing import VolumePreprocessor
-from .feature_cache import volume_keys
+from .feature_cache import RowCache, volume_keys
 from .readout import (
     _LinearReadout,
     _LogisticReadout,
@@ -86,39 +84,9 @@ def _zscore_in_brain(volume: np.ndarray) -> np.ndarray:
     return np.where(inside, (volume - values.mean()) / (scale if scale > 0 else 1.0), 0.0)
 
 
-class _BlockCache:
-    """Each volume's blocks by content key, least recently used first out past a byte budget.
-
-    Cross-validation, stacking and grid searches fit the readout many times
-    on the same scans; the smoothing then runs once per scan and recipe.
-    """
-
-    def __init__(self, max_bytes: int = 1 << 30) -> None:
-        self.max_bytes = max_bytes
-        self._rows: collections.OrderedDict[tuple, np.ndarray] = collections.OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        with self._lock:
-            row = self._rows.get(key)
-            if row is not None:
-                self._rows.move_to_end(key)
-            return row
-
-    def put(self, key: tuple, row: np.ndarray) -> None:
-        row.setflags(write=False)  # shared between fits: nobody may change it
-        with self._lock:
-            if key in self._rows:
-                return
-            self._rows[key] = row
-            self._bytes += row.nbytes
-            while self._bytes > self.max_bytes and len(self._rows) > 1:
-                _, dropped = self._rows.popitem(last=False)
-                self._bytes -= dropped.nbytes
-
-
-_BLOCK_CACHE = _BlockCache()
+#: Each volume's blocks by (content key, recipe): cross-validation, stacking and
+#: grid searches fit the readout many times on the same scans.
+_BLOCK_CACHE = RowCache()
 
 
 class _VoxelLinearReadout(_LinearReadout):

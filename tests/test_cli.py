@@ -31,9 +31,9 @@ FAST = [
 NETWORK_FAST = ["--max-epochs", "2"]
 
 
-def fast(readout: str) -> list[str]:
-    """FAST, with the network's short schedule when the readout trains one."""
-    return [*FAST, *(NETWORK_FAST if readout == "network" else [])]
+def fast(readout: str | None) -> list[str]:
+    """FAST, with the network's short schedule when the readout (None: the default) trains one."""
+    return [*FAST, *(NETWORK_FAST if readout in ("network", None) else [])]
 
 
 @pytest.fixture
@@ -47,12 +47,13 @@ def cohort(tmp_path):
     return table
 
 
-@pytest.mark.parametrize("readout", ["ridge", "network"])
+@pytest.mark.parametrize("readout", ["ridge", "network", None])
 def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     model = tmp_path / "model.slm"
     report = tmp_path / "report"
     argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--report", report]
-    assert main([str(a) for a in [*argv, "--readout", readout, *fast(readout)]]) == 0
+    chosen = ["--readout", readout] if readout else []  # None: the default for brain age
+    assert main([str(a) for a in [*argv, *chosen, *fast(readout)]]) == 0
     out = capsys.readouterr().out
     assert model.is_file() and "Saved the model" in out and "for predicting the training" in out
     assert "{" not in out and "\x1b[" not in out  # a sentence, no JSON, no colour codes
@@ -63,7 +64,7 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
         np.mean(np.abs(np.linspace(25, 75, 20) - 50))
     )
     figures = ["predicted_vs_true.png", "slice_importance.png", "predictions.csv"]
-    if readout == "network":
+    if readout in ("network", None):
         figures.append("learning_curves.png")
     for name in figures:
         assert (report / name).stat().st_size > 0, name
@@ -75,7 +76,7 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     predict = ["predict", "--model", model, "--data", cohort, "--out", out, "--cache-dir", "none"]
     assert main([str(a) for a in predict]) == 0
     err = capsys.readouterr().err
-    if readout == "network":  # the fine-tuned network reads every scan again
+    if readout in ("network", None):  # the fine-tuned network reads every scan again
         assert re.search(r"^predicting 20/20 \(scans\): \d+ s$", err, re.M), err
     predictions = pd.read_csv(out)
     assert len(predictions) == 20 and np.isfinite(predictions["predicted_age"]).all()
@@ -91,6 +92,9 @@ def test_fit_predict_and_report(cohort, tmp_path, capsys, readout):
     assert zipfile.is_zipfile(model)
     info = model_info(model)
     assert info["task"] == "regression" and info["metadata"]["target"] == "age"
+    kinds = {"ridge": "readout.SliceLinearRegressor", "network": "estimators.SliceCNNRegressor"}
+    # The default: the fine-tuned network and the ridge readout, averaged.
+    assert info["class"] == f"slicelearn.{kinds.get(readout, 'ensemble.EnsembleRegressor')}"
     assert info["metadata"]["training_scans"]["voxel_mm"] == [[2.0, 2.0]] * 3
     np.testing.assert_allclose(
         predictions["predicted_age"],
@@ -171,7 +175,9 @@ def test_three_class_models_fit_save_predict_and_evaluate(tmp_path, capsys, read
     assert main([str(a) for a in [*argv, "--readout", readout, *fast(readout)]]) == 0
     assert model_info(model)["classes"] == ["AD", "CN", "MCI"]
     out = tmp_path / "predicted.csv"
-    assert main(["predict", "--model", str(model), "--data", str(table), "--out", str(out)]) == 0
+    # Scans read as in training (the data home's cache would hand float16 volumes).
+    predict = ["predict", "--model", model, "--data", table, "--out", out, "--cache-dir", "none"]
+    assert main([str(a) for a in predict]) == 0
     predictions = pd.read_csv(out)
     assert set(predictions["predicted_dx"]) <= {"AD", "CN", "MCI"}
     probabilities = predictions[[f"p_{c}" for c in ("AD", "CN", "MCI")]]
@@ -338,7 +344,7 @@ def test_readout_network_is_full_fine_tuning_with_its_recipe(cohort, tmp_path):
             assert getattr(estimator, name) == FULL_FINE_TUNING[name], name
         assert estimator.freeze_encoder is False and estimator.feature_layer is None
         assert estimator.position_embedding == "sinusoidal" and estimator.train_split is None
-        assert dict(estimator.callbacks)["lr_schedule"].T_max == FULL_FINE_TUNING["max_epochs"]
+        assert type(dict(estimator.callbacks)["lr_schedule"]).__name__ == "CosineLRSchedule"
     # Options the user gives win over the recipe; the frozen route keeps its own settings.
     given = [*base, "--lr", "0.01", "--train-slices", "3"]
     estimator = _estimator(build_parser().parse_args(given), True, None, 9)
@@ -349,7 +355,7 @@ def test_readout_network_is_full_fine_tuning_with_its_recipe(cohort, tmp_path):
     # And it trains and saves from the command line.
     model = tmp_path / "ft.slm"
     argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--readout", "network"]
-    tiny = ["--no-freeze-encoder", "--encoder", "cnn2d", "--weights", "none", "--train-slices", "2"]
+    tiny = ["--encoder", "cnn2d", "--weights", "none", "--train-slices", "2"]
     assert main([str(a) for a in [*argv, *tiny, *fast("network")]]) == 0
     assert model_info(model)["task"] == "regression"
 
@@ -422,6 +428,7 @@ def test_evaluate_keeps_each_subject_on_one_side_and_compares_with_the_mean(
 
     monkeypatch.setattr(cli, "_folds", recording)
     argv = ["evaluate", "--data", table, "--target", "age", "--cv", "3", "--json"]
+    argv += ["--readout", "ridge"]  # any model: the folds are the point
     code = main([str(a) for a in [*argv, "--group-column", "subject", *FAST]])
     captured = capsys.readouterr()
     assert code == 0 and len(seen) == 3
@@ -448,7 +455,7 @@ def test_the_readme_sequence_preprocesses_each_scan_once(
     )
     assert len(count_preprocess) == 8
     capsys.readouterr()
-    model = ["--encoder", "cnn2d", "--weights", "none", "--no-progress"]
+    model = ["--readout", "ridge", "--encoder", "cnn2d", "--weights", "none", "--no-progress"]
     argv = ["evaluate", "--data", table, "--target", "age", "--cv", "2", *prep, *model]
     assert main([str(a) for a in argv]) == 0
     assert len(count_preprocess) == 8  # evaluate found every scan in the cache
@@ -538,8 +545,8 @@ def test_predict_warns_about_scans_unlike_the_training_scans(cohort, tmp_path, c
     import nibabel as nib
 
     model = tmp_path / "model.slm"
-    argv = ["fit", "--data", cohort, "--target", "age", "--out", model, *FAST]
-    assert main([str(a) for a in argv]) == 0
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--readout", "ridge"]
+    assert main([str(a) for a in [*argv, *FAST]]) == 0
     odd = tmp_path / "odd_T1w.nii.gz"
     scan = nib.load(pd.read_csv(cohort)["path"].map(lambda p: str(cohort.parent / p))[0])
     nib.save(nib.Nifti1Image(np.asarray(scan.dataobj) * 10, scan.affine), odd)
@@ -560,6 +567,7 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
     trained_on = tmp_path / "training_machine_cache"
     model = tmp_path / "m.slm"
     fit = ["fit", "--data", table, "--target", "age", "--out", model, "--no-progress"]
+    fit += ["--readout", "ridge"]  # any model: where scans are cached is the point
     assert main([str(a) for a in [*fit, *prep, "--cache-dir", trained_on]]) == 0
     trained_entries = sorted(trained_on.rglob("*.npy"))
     assert len(trained_entries) == 6
@@ -601,6 +609,23 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
             "trains --readout ridge: leave it out",
         ),
         (["--task", "regression", "--feature-grid", "2", "--comb", "stack"], None),
+        (
+            ["--task", "regression", "--axis", "sagittal", "coronal"],
+            "--readout network slices along one --axis, and this command trains --readout "
+            "network ridge (the default for regression): give one --axis, or --readout ridge",
+        ),
+        (
+            ["--task", "classification", "--readout", "ridge", "network", "--pool", "max"],
+            None,
+        ),
+        (
+            ["--task", "classification", "--encoder", "cnn2d", "--readout", "voxels"],
+            "trains --readout voxels: leave it out, or add the readout",
+        ),
+        (
+            ["--task", "classification", "--lr", "0.1"],
+            "(the default for classification): leave it out, or name the readouts to train",
+        ),
     ],
 )
 def test_an_option_the_chosen_readout_does_not_read_is_refused(options, message, capsys):
@@ -624,11 +649,11 @@ def test_with_task_auto_the_default_model_is_checked_once_the_target_is_read(
     assert code == 2 and "(the default for classification)" in error, error
     assert "preprocess" not in error and not (tmp_path / "m.slm").exists()
     # For brain age the default model holds the network, which reads --pooling.
-    from slicelearn.cli import _check_options_apply
+    from slicelearn.cli import UsageError, _check_options_apply
 
     age = ["fit", "--data", "t.csv", "--target", "age", "--out", "m", "--pooling", "mean"]
     _check_options_apply(build_parser().parse_args(age), age, regression=True)  # no error
-    with pytest.raises(Exception, match="the default for classification"):
+    with pytest.raises(UsageError, match="the default for classification"):
         _check_options_apply(build_parser().parse_args(age), age, regression=False)
 
 

@@ -33,6 +33,7 @@ PUBLIC_MODULES = [
     "slicelearn.qc",
     "slicelearn.readout",
     "slicelearn.voxels",
+    "slicelearn.brain_encoder",
     "slicelearn.ensemble",
     "slicelearn.splits",
     "slicelearn.precision",

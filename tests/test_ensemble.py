@@ -164,3 +164,49 @@ def test_a_member_that_cannot_be_stored_is_named(tmp_path):
     with pytest.raises(TypeError, match="LinearRegression \\(the ensemble's member 'line'\\)"):
         save_model(ensemble, tmp_path / "line.slm")
     assert not (tmp_path / "line.slm").exists()
+
+
+def test_members_parameters_are_routed_by_name_and_a_grid_search_tunes_them():
+    X, y = _task(n=24)
+    ensemble = EnsembleRegressor(_regressors())
+    params = ensemble.get_params()
+    assert params["slices__feature_grid"] == 2 and params["voxels__block"] == 2
+    assert set(ensemble.get_params(deep=False)) == {"estimators", "combine", "cv", "random_state"}
+    ensemble.set_params(slices__feature_grid=1, voxels=VoxelLinearRegressor(block=3), cv=3)
+    members = dict(ensemble.estimators)
+    assert members["slices"].feature_grid == 1 and members["voxels"].block == 3
+    assert ensemble.cv == 3 and clone(ensemble).get_params()["voxels__block"] == 3
+    with pytest.raises(ValueError, match="'nothing'"):
+        ensemble.set_params(nothing__alpha=1.0)
+    search = GridSearchCV(
+        EnsembleRegressor(_regressors()),
+        {"voxels__smoothing": [0.0, 2.0]},
+        cv=KFold(3),
+        scoring="neg_mean_absolute_error",
+    ).fit(X, y)
+    assert set(search.cv_results_["param_voxels__smoothing"]) == {0.0, 2.0}
+    assert dict(search.best_estimator_.estimators)["voxels"].smoothing in (0.0, 2.0)
+
+
+def test_the_recommended_model_trains_saves_and_predicts_the_same(tmp_path):
+    from slicelearn.callbacks import CosineLRSchedule
+    from slicelearn.presets import recommended_model
+
+    X, y = _task(n=16, shape=(8, 32, 32))
+    model = recommended_model("regression").set_params(
+        network__encoder="cnn2d",
+        network__weights=None,
+        network__max_epochs=3,
+        network__precision="fp32",
+        ridge__weights=None,
+        ridge__feature_layer="blocks.1",
+    )
+    model.fit(X, y)
+    network = model.named_estimators_["network"]
+    # The schedule follows max_epochs as set: from lr down, over 3 epochs.
+    assert isinstance(dict(network.callbacks)["lr_schedule"], CosineLRSchedule)
+    rates = network.history[:, "event_lr"]
+    assert len(rates) == 3 and rates[0] == pytest.approx(network.lr) and rates[2] < rates[1]
+    loaded = load_model(save_model(model, tmp_path / "default.slm"))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert isinstance(dict(loaded.estimators_[0].callbacks)["lr_schedule"], CosineLRSchedule)

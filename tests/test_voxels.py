@@ -130,10 +130,11 @@ def test_model_files_round_trip_bit_for_bit(tmp_path):
 
 def test_each_scan_is_smoothed_once_per_recipe(monkeypatch):
     import slicelearn.voxels as voxels
+    from slicelearn.feature_cache import RowCache
 
     calls = []
     real = voxels.voxel_blocks
-    monkeypatch.setattr(voxels, "_BLOCK_CACHE", voxels._BlockCache())
+    monkeypatch.setattr(voxels, "_BLOCK_CACHE", RowCache())
     monkeypatch.setattr(
         voxels, "voxel_blocks", lambda volume, *args: calls.append(args) or real(volume, *args)
     )
@@ -146,7 +147,7 @@ def test_each_scan_is_smoothed_once_per_recipe(monkeypatch):
     sharper = VoxelLinearRegressor(smoothing=0.5).fit(X[:8], y[:8]).predict(X[8:])
     assert len(calls) == 24 and not np.allclose(sharper, first)  # another recipe, computed anew
     # A budget of one row keeps only the last one.
-    small = voxels._BlockCache(max_bytes=1)
+    small = RowCache(max_bytes=1)
     small.put(("a",), np.zeros(4))
     small.put(("b",), np.ones(4))
     assert small.get(("a",)) is None and small.get(("b",)) is not None

@@ -18,9 +18,17 @@ recipe 3, z-scored in the brain; volumes from ``registration_schedule.py``'s
     the same with ``combine="stack"``: weights fitted to out-of-fold
     predictions inside each training fold (nested: the test fold never
     chooses them).
+``brain encoder``
+    ``BrainEncoderRegressor`` / ``BrainEncoderClassifier``: deepbet's
+    brain-trained 3D encoder, its stages chosen inside each training fold
+    among :data:`BRAIN_CANDIDATES` (``GridSearchCV``, inner 5-fold CV; the
+    outer test fold never chooses).
+``mean(ridge, brain encoder)``, ``mean(ridge, voxels, brain encoder)``
+    equal-weight ensembles with that nested member.
 
 No model here is chosen on these scores; the list was fixed before any of
-them ran. Each row is one (task, model, repeat) with its out-of-fold score,
+them ran (the brain-encoder rows were added later, fixed before they ran).
+Each row is one (task, model, repeat) with its out-of-fold score,
 written as soon as it exists; a rerun skips finished rows. The slice
 features are computed once per process and reused by every fold. Run::
 
@@ -39,13 +47,30 @@ import numpy as np
 
 IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 VOLUMES = Path("~/slicelearn_data/registration/no-full-res-a/volumes/deepbet_affine.npy")
-MODELS = ("ridge readout", "voxels", "mean(ridge, voxels)", "stack(ridge, voxels)")
+MODELS = (
+    "ridge readout",
+    "voxels",
+    "mean(ridge, voxels)",
+    "stack(ridge, voxels)",
+    "brain encoder",
+    "mean(ridge, brain encoder)",
+    "mean(ridge, voxels, brain encoder)",
+)
+#: The deepbet encoder's stages and grids the inner CV chooses among.
+BRAIN_CANDIDATES = {
+    "feature_layers": [("down3",), ("down2", "down3"), ("down1", "down2", "down3")],
+    "feature_grid": [1, 2],
+}
 TASKS = ("age", "sex")
 
 
 def build(model: str, task: str):
     """The estimator named ``model`` for ``task``, as a user of the package builds it."""
+    from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+
     from slicelearn import (
+        BrainEncoderClassifier,
+        BrainEncoderRegressor,
         EnsembleClassifier,
         EnsembleRegressor,
         VoxelLinearClassifier,
@@ -56,13 +81,25 @@ def build(model: str, task: str):
     regression = task == "age"
     slices = recommended_readout("regression" if regression else "classification")
     voxels = (VoxelLinearRegressor if regression else VoxelLinearClassifier)()
+    brain = GridSearchCV(
+        (BrainEncoderRegressor if regression else BrainEncoderClassifier)(),
+        BRAIN_CANDIDATES,
+        cv=KFold(5, shuffle=True, random_state=0)
+        if regression
+        else StratifiedKFold(5, shuffle=True, random_state=0),
+        scoring="neg_mean_absolute_error" if regression else "roc_auc",
+    )
     if model == "ridge readout":
         return slices
     if model == "voxels":
         return voxels
+    if model == "brain encoder":
+        return brain
+    members = {"ridge": ("slices", slices), "voxels": ("voxels", voxels), "brain": ("brain", brain)}
+    chosen = [members[name] for name in members if name in model]
     ensemble = EnsembleRegressor if regression else EnsembleClassifier
     combine = "mean" if model.startswith("mean") else "stack"
-    return ensemble([("slices", slices), ("voxels", voxels)], combine=combine)
+    return ensemble(chosen, combine=combine)
 
 
 def score(task: str, model, volumes: np.ndarray, target: np.ndarray, repeat: int) -> float:

@@ -1,5 +1,7 @@
-"""Torch modules: slice encoders, position embeddings, poolings and the slice network."""
+"""Torch modules: slice encoders, position embeddings, poolings and the slice network;
+deepbet's 3D brain encoder."""
 
+from .deepbet_encoder import DEEPBET_LAYERS, DeepbetEncoder, deepbet_input, load_deepbet_encoder
 from .encoders import (
     CNN2D,
     ENCODER_NAMES,
@@ -28,11 +30,13 @@ from .slicenet import AXES, SliceMixer, SliceNet, SliceNetOutput
 __all__ = [
     "AXES",
     "CNN2D",
+    "DEEPBET_LAYERS",
     "ENCODER_NAMES",
     "FEATURE_LAYERS",
     "POOLINGS",
     "POSITION_EMBEDDINGS",
     "AttentionPooling",
+    "DeepbetEncoder",
     "EncoderSpec",
     "LearnedPositionEmbedding",
     "MaxPooling",
@@ -46,11 +50,13 @@ __all__ = [
     "build_encoder",
     "build_pooling",
     "build_position_embedding",
+    "deepbet_input",
     "efficientnet_lite0_weights_path",
     "efficientnet_lite_weights_path",
     "fold_rgb_stem",
     "get_encoder_spec",
     "list_encoders",
+    "load_deepbet_encoder",
     "pool_before_relu",
     "register_encoder",
 ]
