@@ -13,6 +13,9 @@ The layout follows the architecture:
 - :mod:`slicelearn.brain_encoder`: :class:`BrainEncoderRegressor` and
   :class:`BrainEncoderClassifier`, linear readouts of deepbet's brain-trained
   3D encoder;
+- :mod:`slicelearn.tissue`: :class:`TissueRegressor` and
+  :class:`TissueClassifier`, linear readouts of tissue fractions (Atropos) and
+  intracranial volume, the classic baseline;
 - :mod:`slicelearn.ensemble`: :class:`EnsembleRegressor` and
   :class:`EnsembleClassifier`, several models averaged or stacked;
 - :mod:`slicelearn.brain_age`: :class:`BiasCorrectedRegressor`, brain age
@@ -32,6 +35,7 @@ from .ensemble import EnsembleClassifier, EnsembleRegressor
 from .estimators import SliceCNNClassifier, SliceCNNRegressor
 from .nn import SliceNet
 from .readout import SliceLinearClassifier, SliceLinearRegressor
+from .tissue import TissueClassifier, TissueRegressor
 from .voxels import VoxelLinearClassifier, VoxelLinearRegressor
 
 __all__ = [
@@ -45,6 +49,8 @@ __all__ = [
     "SliceLinearClassifier",
     "SliceLinearRegressor",
     "SliceNet",
+    "TissueClassifier",
+    "TissueRegressor",
     "VoxelLinearClassifier",
     "VoxelLinearRegressor",
     "__version__",

@@ -100,6 +100,12 @@ _READOUT_ARRAYS["slicelearn.brain_encoder.BrainEncoderRegressor"] = (
 _READOUT_ARRAYS["slicelearn.brain_encoder.BrainEncoderClassifier"] = _READOUT_ARRAYS[
     "slicelearn.brain_encoder.BrainEncoderRegressor"
 ]
+_READOUT_ARRAYS["slicelearn.tissue.TissueRegressor"] = _READOUT_ARRAYS[
+    "slicelearn.brain_encoder.BrainEncoderRegressor"
+]
+_READOUT_ARRAYS["slicelearn.tissue.TissueClassifier"] = _READOUT_ARRAYS[
+    "slicelearn.brain_encoder.BrainEncoderRegressor"
+]
 _READOUT_ARRAYS["slicelearn.readout.SliceLinearClassifier"] = _READOUT_ARRAYS[
     "slicelearn.readout.SliceLinearRegressor"
 ]

@@ -34,6 +34,7 @@ PUBLIC_MODULES = [
     "slicelearn.readout",
     "slicelearn.voxels",
     "slicelearn.brain_encoder",
+    "slicelearn.tissue",
     "slicelearn.ensemble",
     "slicelearn.splits",
     "slicelearn.precision",

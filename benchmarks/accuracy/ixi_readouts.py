@@ -25,6 +25,11 @@ recipe 3, z-scored in the brain; volumes from ``registration_schedule.py``'s
     outer test fold never chooses).
 ``mean(ridge, brain encoder)``, ``mean(ridge, voxels, brain encoder)``
     equal-weight ensembles with that nested member.
+``tissue fractions``, ``mean(ridge, tissue fractions)``
+    ``TissueRegressor`` / ``TissueClassifier``: CSF, grey- and white-matter
+    fractions of the brain from ANTs' Atropos (the classic baseline; the
+    intracranial volume needs the scans' own space, which these arrays no
+    longer hold), alone and averaged with the ridge readout.
 
 No model here is chosen on these scores; the list was fixed before any of
 them ran (the brain-encoder rows were added later, fixed before they ran).
@@ -55,6 +60,8 @@ MODELS = (
     "brain encoder",
     "mean(ridge, brain encoder)",
     "mean(ridge, voxels, brain encoder)",
+    "tissue fractions",
+    "mean(ridge, tissue fractions)",
 )
 #: The deepbet encoder's stages and grids the inner CV chooses among.
 BRAIN_CANDIDATES = {
@@ -73,6 +80,8 @@ def build(model: str, task: str):
         BrainEncoderRegressor,
         EnsembleClassifier,
         EnsembleRegressor,
+        TissueClassifier,
+        TissueRegressor,
         VoxelLinearClassifier,
         VoxelLinearRegressor,
     )
@@ -93,9 +102,17 @@ def build(model: str, task: str):
         return slices
     if model == "voxels":
         return voxels
+    tissue = (TissueRegressor if regression else TissueClassifier)()
     if model == "brain encoder":
         return brain
-    members = {"ridge": ("slices", slices), "voxels": ("voxels", voxels), "brain": ("brain", brain)}
+    if model == "tissue fractions":
+        return tissue
+    members = {
+        "ridge": ("slices", slices),
+        "voxels": ("voxels", voxels),
+        "brain": ("brain", brain),
+        "tissue": ("tissue", tissue),
+    }
     chosen = [members[name] for name in members if name in model]
     ensemble = EnsembleRegressor if regression else EnsembleClassifier
     combine = "mean" if model.startswith("mean") else "stack"

@@ -28,6 +28,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -161,13 +162,15 @@ def _ants_image(ants, data, affine):
 _ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
 
-def _ants_transform(moving, moving_affine, template, seed, transform) -> Apply:
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}.")
+def import_ants(purpose: str = "registration_backend='ants'") -> Any:
+    """antspyx, with ITK on one thread (reproducible); ``ImportError`` naming the package if absent.
+
+    ``purpose`` names what needs it, for the error message.
+    """
     if "ants" in sys.modules and os.environ.get(_ITK_THREADS) != "1":
         warnings.warn(
             "antspyx was imported before slicelearn set ITK to one thread: ANTs "
-            "registration in this process may not be reproducible run to run. Set "
+            "in this process may not be reproducible run to run. Set "
             f"{_ITK_THREADS}=1 before importing ants.",
             RuntimeWarning,
             stacklevel=3,
@@ -176,9 +179,14 @@ def _ants_transform(moving, moving_affine, template, seed, transform) -> Apply:
     try:
         import ants
     except ImportError as exc:
-        raise ImportError(
-            "registration_backend='ants' needs antspyx: pip install antspyx."
-        ) from exc
+        raise ImportError(f"{purpose} needs antspyx: pip install antspyx.") from exc
+    return ants
+
+
+def _ants_transform(moving, moving_affine, template, seed, transform) -> Apply:
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}.")
+    ants = import_ants()
     fixed = _ants_image(ants, template.get_fdata(), template.affine)
     previous_seed = getattr(ants.config, "_random_seed", None)
     ants.config._random_seed = seed + 1  # ANTs takes 0 as "seed from the clock"
