@@ -24,11 +24,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
 from ._validation import Interval, Satisfies
-from .data.inputs import check_targets
 from .data.preprocessing import VolumePreprocessor
 from .feature_cache import RowCache, volume_keys
 from .nn.deepbet_encoder import (
@@ -36,8 +34,13 @@ from .nn.deepbet_encoder import (
     deepbet_input,
     load_deepbet_encoder,
 )
-from .readout import DEFAULT_ALPHAS, DEFAULT_CS, _LinearReadout, _LogisticReadout, _RidgeReadout
-from .splits import check_groups
+from .readout import (
+    DEFAULT_ALPHAS,
+    DEFAULT_CS,
+    _LogisticReadout,
+    _RidgeReadout,
+    _VolumeRowReadout,
+)
 
 __all__ = ["BrainEncoderClassifier", "BrainEncoderRegressor", "brain_encoder_features"]
 
@@ -104,7 +107,7 @@ def _pooled_stages(
     return parts
 
 
-class _BrainEncoderReadout(_LinearReadout):
+class _BrainEncoderReadout(_VolumeRowReadout):
     """deepbet-encoder features of each volume: both brain-encoder readouts."""
 
     # Boxes of the grid outside every training brain hold near-constant maps.
@@ -167,17 +170,6 @@ class _BrainEncoderReadout(_LinearReadout):
                 parts = {entry: computed[entry[0]][entry[1] > 1] for entry in wanted}
             rows.append(np.concatenate([parts[entry] for entry in wanted]))
         return np.stack(rows)
-
-    def _training_rows(self, X: Any, y: Any, groups: Any) -> tuple:
-        features = self._feature_matrix(X, reset=True)
-        y = check_targets(y, len(features), type(self).__name__)
-        if groups is not None:
-            groups = check_groups(groups, len(features))
-        return features, y, groups
-
-    def _test_features(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "coef_")
-        return self._feature_matrix(X, reset=False)
 
 
 _BRAIN_PARAMS_DOC = """    feature_layers : sequence of str, default=("down2", "down3")

@@ -119,6 +119,28 @@ class _LinearReadout(BaseEstimator):
         return self._standardized(features)
 
 
+class _VolumeRowReadout(_LinearReadout):
+    """A readout whose features are one row per volume, from ``_feature_matrix(X, reset)``.
+
+    The brain-encoder and tissue readouts; ``_feature_matrix`` sets the
+    fitted attributes of its features when ``reset``.
+    """
+
+    def _feature_matrix(self, X: Any, reset: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def _training_rows(self, X: Any, y: Any, groups: Any) -> tuple:
+        features = self._feature_matrix(X, reset=True)
+        y = check_targets(y, len(features), type(self).__name__)
+        if groups is not None:
+            groups = check_groups(groups, len(features))
+        return features, y, groups
+
+    def _test_features(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        return self._feature_matrix(X, reset=False)
+
+
 class _SliceLinearReadout(_LinearReadout):
     """Frozen slice features, averaged over slices, joined over axes: shared by both readouts."""
 

@@ -19,15 +19,18 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
 from ._validation import BOOLEAN, Interval
-from .data.inputs import check_targets
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
 from .feature_cache import RowCache, volume_keys
-from .readout import DEFAULT_ALPHAS, DEFAULT_CS, _LinearReadout, _LogisticReadout, _RidgeReadout
-from .splits import check_groups
+from .readout import (
+    DEFAULT_ALPHAS,
+    DEFAULT_CS,
+    _LogisticReadout,
+    _RidgeReadout,
+    _VolumeRowReadout,
+)
 
 __all__ = ["TISSUES", "TissueClassifier", "TissueRegressor", "tissue_fractions"]
 
@@ -82,7 +85,7 @@ def tissue_fractions(volume: np.ndarray, mrf: float = 0.2) -> np.ndarray:
     return counts / counts.sum()
 
 
-class _TissueReadout(_LinearReadout):
+class _TissueReadout(_VolumeRowReadout):
     """Tissue fractions (and intracranial volume) of each volume: both tissue readouts."""
 
     def __init__(
@@ -141,17 +144,6 @@ class _TissueReadout(_LinearReadout):
                 )
             values.append(float(measure))
         return np.asarray(values)
-
-    def _training_rows(self, X: Any, y: Any, groups: Any) -> tuple:
-        features = self._feature_matrix(X, reset=True)
-        y = check_targets(y, len(features), type(self).__name__)
-        if groups is not None:
-            groups = check_groups(groups, len(features))
-        return features, y, groups
-
-    def _test_features(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "coef_")
-        return self._feature_matrix(X, reset=False)
 
 
 _TISSUE_PARAMS_DOC = """    intracranial_volume : bool, default=False

@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import cpu_model
 
 IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 
@@ -68,7 +69,7 @@ def main() -> None:
             raise SystemExit(f"slicelearn fit failed ({process.returncode})")
         size = (Path(folder) / "age.slm").stat().st_size
     result = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "workers": args.workers,
         "command": " ".join(command[2:]),
@@ -82,13 +83,6 @@ def main() -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "stderr"}, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import cpu_model
 from scipy import ndimage
 
 ROUTE = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine.npy").expanduser()
@@ -203,7 +204,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     result = {
         "cpu": platform.processor() or platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "native_bf16": native_bf16(),
         "threads": args.threads,
         "torch": torch.__version__,
@@ -219,16 +220,6 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

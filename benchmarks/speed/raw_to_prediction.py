@@ -40,12 +40,12 @@ import argparse
 import collections
 import contextlib
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model
 
 IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 ROUTE = Path("~/slicelearn_data/registration/no-full-res-a/volumes/deepbet_affine.npy").expanduser()
@@ -196,7 +196,7 @@ def main() -> None:
     per_scan_two_workers = (time.perf_counter() - cohort_start) / len(scans)
     itk = {f"{n}_thread": round(registration_seconds(scans, n), 2) for n in (1, 2)}
     result = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "ants_affine_seconds_per_scan_by_itk_threads": itk,
         "threads": args.threads,
         "scans": len(scans),
@@ -209,13 +209,6 @@ def main() -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":
