@@ -33,6 +33,7 @@ def encoder_fingerprint(module: torch.nn.Module) -> str:
     """Identity of what a SliceNet caches: fixed encoder weights, axis, input scaling."""
     digest = hashlib.sha256()
     digest.update(f"{type(module.encoder).__name__}:{module.axis}:{module.standardize}".encode())
+    digest.update(f"slice_scale={getattr(module, 'slice_scale', 1.0)!r}".encode())
     # Pooling layers hold no weights: their settings must enter the key too.
     digest.update(module.encoder.extra_repr().encode())
     digest.update(repr(getattr(module, "slice_range", None)).encode())

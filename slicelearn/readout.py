@@ -151,6 +151,7 @@ class _SliceLinearReadout(_LinearReadout):
         *,
         feature_layer: str | None = "blocks.3",
         feature_grid: int = 2,
+        slice_scale: float = 1.0,
         axis: str | Sequence[str] = "sagittal",
         standardize: bool = True,
         preprocessing: VolumePreprocessor | None = None,
@@ -166,6 +167,7 @@ class _SliceLinearReadout(_LinearReadout):
         self.weights = weights
         self.feature_layer = feature_layer
         self.feature_grid = feature_grid
+        self.slice_scale = slice_scale
         self.axis = axis
         self.standardize = standardize
         self.preprocessing = preprocessing
@@ -182,6 +184,7 @@ class _SliceLinearReadout(_LinearReadout):
         "weights": [str, os.PathLike, None],
         "feature_layer": [str, None],
         "feature_grid": [Interval("int", 1)],
+        "slice_scale": [Interval("real", 0.25, 4)],
         "axis": [
             Options(*AXES),
             Satisfies(
@@ -223,6 +226,7 @@ class _SliceLinearReadout(_LinearReadout):
                     standardize=self.standardize,
                     feature_layer=self.feature_layer,
                     feature_grid=self.feature_grid,
+                    slice_scale=self.slice_scale,
                 )
             nets.append(net.eval())
         return nets
@@ -504,6 +508,9 @@ _READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
         Encoder layer the slice features come from (``None``: the last).
     feature_grid : int, default=2
         Each slice's feature map is average-pooled to this grid per side.
+    slice_scale : float, default=1.0
+        Resize every slice by this factor (bilinear) before the encoder
+        (:class:`~slicelearn.nn.SliceNet`'s ``slice_scale``).
     axis : str or tuple of str, default="sagittal"
         Slicing axis, or several: their slice averages are joined.
     standardize : bool, default=True

@@ -135,3 +135,25 @@ def test_bad_input_smoothing_is_named(bad):
     X, y = _task(n=8)
     with pytest.raises((TypeError, ValueError), match="input_smoothing"):
         SliceLinearRegressor(**SMALL, input_smoothing=bad).fit(X, y)
+
+
+def test_slice_scale_resizes_what_the_encoder_sees_and_keys_the_features(tmp_path):
+    X, y = _task(n=12)
+    seen = []
+    torch.manual_seed(0)
+    net = SliceNet(
+        "efficientnet_lite0", None, position_embedding=None, freeze_encoder=True, slice_scale=2.0
+    ).eval()
+    net.encoder.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    with torch.inference_mode():
+        net(torch.as_tensor(X[:1]))
+    assert tuple(seen[-1][-2:]) == (64, 56)  # 32 x 28 sagittal slices, doubled
+    plain = SliceLinearRegressor(**SMALL).fit(X, y)
+    doubled = SliceLinearRegressor(**SMALL, slice_scale=2.0).fit(X, y)
+    # Other features, not the plain readout's from the process's cache.
+    assert not np.allclose(doubled.feature_mean_, plain.feature_mean_)
+    loaded = load_model(save_model(doubled, tmp_path / "doubled.slm"))
+    assert loaded.slice_scale == 2.0
+    np.testing.assert_array_equal(loaded.predict(X), doubled.predict(X))
+    with pytest.raises(ValueError, match="slice_scale"):
+        SliceLinearRegressor(**SMALL, slice_scale=0.0).fit(X, y)
