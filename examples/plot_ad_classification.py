@@ -41,9 +41,10 @@ for ax, index in zip(axes, (cn, ad)):
 # %%
 # A frozen ImageNet encoder on sagittal slices
 # --------------------------------------------
-# The configuration that did best for brain age on real scans, and the
-# command line's default: a logistic regression on the slice features of a
-# frozen EfficientNet-Lite0, averaged over slices. On this
+# The slice readout that did best for brain age on real scans (seconds to
+# fit; the command line fine-tunes the network for classes, minutes): a
+# logistic regression on the slice features of a frozen EfficientNet-Lite0,
+# averaged over slices. On this
 # cohort (``random_state=0``, a harder draw than most), repeated 4-fold CV in
 # ``benchmarks/accuracy/ad_simulation.py`` gives an AUC of 0.68 for the frozen features
 # with a linear readout (:class:`slicelearn.SliceLinearClassifier`) and 0.56

@@ -1070,12 +1070,13 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         "slice features averaged over slices, its penalty chosen by internal CV (features and "
         "readout: about 0.3 s a scan on 2 cores); voxels: the same linear model "
         "on the brain's voxels, smoothed and averaged to 4 mm (the baseline); network: "
-        "Gupta et al.'s slice network, by default fine-tuned end to end (about 5.5 minutes "
+        "Gupta et al.'s slice network, by default fine-tuned end to end (12 epochs: 339 s "
         "for 136 scans on 2 CPU cores with native bf16; see --freeze-encoder). Several make "
         "an ensemble (--combine), e.g. --readout ridge voxels (default: "
         f"{' '.join(RECOMMENDED_MODEL['regression'])} for regression (brain age 5.64 years "
         "MAE on IXI against 6.34 for ridge alone, docs/results.md), "
-        f"{' '.join(RECOMMENDED_MODEL['classification'])} for classification)",
+        f"{' '.join(RECOMMENDED_MODEL['classification'])} for classification (sex ROC-AUC "
+        "0.900 against 0.808 for ridge alone))",
     )
     group.add_argument(
         "--combine",

@@ -148,7 +148,7 @@ def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
                 "--report",
                 str(report),
                 "--json",
-                *FAST,
+                *fast(None),  # the default for classes: the fine-tuned network
             ]
         )
         == 0
@@ -600,9 +600,9 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
         # Without --readout, the task's default model: known before the table
         # is read when --task says the task.
         (
-            ["--task", "classification", "--pooling", "attention"],
-            "--pooling applies to --readout network, and this command trains --readout ridge "
-            "(the default for classification)",
+            ["--task", "classification", "--input-smoothing", "2"],
+            "--input-smoothing applies to --readout ridge, and this command trains --readout "
+            "network (the default for classification)",
         ),
         (
             ["--task", "regression", "--readout", "ridge", "--pooling", "attention"],
@@ -623,9 +623,10 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
             "trains --readout voxels: leave it out, or add the readout",
         ),
         (
-            ["--task", "classification", "--lr", "0.1"],
+            ["--task", "classification", "--input-smoothing", "1"],
             "(the default for classification): leave it out, or name the readouts to train",
         ),
+        (["--task", "classification", "--lr", "0.1", "--pooling", "max"], None),
     ],
 )
 def test_an_option_the_chosen_readout_does_not_read_is_refused(options, message, capsys):
@@ -642,16 +643,16 @@ def test_an_option_the_chosen_readout_does_not_read_is_refused(options, message,
 def test_with_task_auto_the_default_model_is_checked_once_the_target_is_read(
     cohort, tmp_path, capsys
 ):
-    # "sex" holds two classes: the default is the logistic readout, which has no
-    # pooling. The refusal comes before any scan is read or preprocessed.
+    # "sex" holds two classes: the default is the fine-tuned network, which
+    # smooths no input. The refusal comes before any scan is read or preprocessed.
     argv = ["fit", "--data", cohort, "--target", "sex", "--out", tmp_path / "m.slm"]
-    code, error = _exit_code_and_error(capsys, *argv, "--pooling", "attention", *FAST)
+    code, error = _exit_code_and_error(capsys, *argv, "--input-smoothing", "2", *FAST)
     assert code == 2 and "(the default for classification)" in error, error
     assert "preprocess" not in error and not (tmp_path / "m.slm").exists()
-    # For brain age the default model holds the network, which reads --pooling.
+    # For brain age the default model holds the ridge readout, which smooths its input.
     from slicelearn.cli import UsageError, _check_options_apply
 
-    age = ["fit", "--data", "t.csv", "--target", "age", "--out", "m", "--pooling", "mean"]
+    age = ["fit", "--data", "t.csv", "--target", "age", "--out", "m", "--input-smoothing", "1"]
     _check_options_apply(build_parser().parse_args(age), age, regression=True)  # no error
     with pytest.raises(UsageError, match="the default for classification"):
         _check_options_apply(build_parser().parse_args(age), age, regression=False)
@@ -683,12 +684,13 @@ def test_the_command_line_defaults_are_the_recommended_preset():
         model = _estimator(args, regression, prep, 200)
         preset = recommended_model(task, preprocessing=prep)
         assert type(model) is type(preset), task
-        members = dict(getattr(model, "estimators", [("ridge", model)]))
+        alone = [(RECOMMENDED_MODEL[task][0], model)]  # a default of one model
+        members = dict(getattr(model, "estimators", alone))
         assert tuple(members) == RECOMMENDED_MODEL[task]
         if regression:  # the two members' predictions averaged, equal weights
             assert model.combine == preset.combine == "mean"
         for name, member in members.items():
-            expected = dict(getattr(preset, "estimators", [("ridge", preset)]))[name]
+            expected = dict(getattr(preset, "estimators", [(name, preset)]))[name]
             assert type(member) is type(expected)
             params, preset_params = member.get_params(), expected.get_params()
             recipe = RECOMMENDED_READOUT if name == "ridge" else FULL_FINE_TUNING
