@@ -237,10 +237,15 @@ def write_report(
     history = next((m.history for m in members if getattr(m, "history", None)), None)
     if history is not None and len(history):
         _learning_curves(history, folder / "learning_curves.png")
-    estimator = slice_model(estimator)
-    if estimator is None:
+    weighed = slice_model(estimator)
+    if weighed is None:
         return folder
-    importance, how = _slice_profile(estimator, X)
+    importance, how = _slice_profile(weighed, X)
+    if weighed is not estimator:  # an ensemble: say whose prediction the slices move
+        names = [name for name, _ in getattr(estimator, "estimators", [])]
+        name = names[members.index(weighed)] if weighed in members else "slice"
+        how = f"{how} (the ensemble's {name!r} member alone)"
+    estimator = weighed
     used = min(len(X), IMPORTANCE_SCANS)
     scans = f"mean over the first {used} of {len(X)} scans"
     if used == len(X):

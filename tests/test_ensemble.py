@@ -210,3 +210,20 @@ def test_the_recommended_model_trains_saves_and_predicts_the_same(tmp_path):
     loaded = load_model(save_model(model, tmp_path / "default.slm"))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     assert isinstance(dict(loaded.estimators_[0].callbacks)["lr_schedule"], CosineLRSchedule)
+
+
+def test_a_report_says_which_member_its_slice_importance_is_of(tmp_path, monkeypatch):
+    import slicelearn.report as report
+
+    drawn = []
+    monkeypatch.setattr(report, "_importance_map", lambda *args: drawn.append(args[3]))
+    X, y = _task(n=12)
+    ensemble = EnsembleRegressor([("voxels", VoxelLinearRegressor()), *_regressors()[:1]])
+    ensemble.fit(X, y)
+    prediction = ensemble.predict(X)
+    report.write_report(tmp_path, ensemble, X, y, prediction, {"mae": 1.0, "pearson_r": 0.5})
+    assert drawn and drawn[0].endswith("(the ensemble's 'slices' member alone)")
+    # A model of its own needs no such note.
+    alone = ensemble.named_estimators_["slices"]
+    report.write_report(tmp_path, alone, X, y, alone.predict(X), {"mae": 1.0, "pearson_r": 0.5})
+    assert "member" not in drawn[1]
