@@ -194,6 +194,11 @@ class RowCache:
     pooled maps) keeps them here under (the volume's content key, its
     recipe): cross-validation, stacking and grid searches then compute each
     scan's row once per recipe.
+
+    Parameters
+    ----------
+    max_bytes : int, default=1 GiB
+        The rows kept together; past it the least recently used go first.
     """
 
     def __init__(self, max_bytes: int = 1 << 30) -> None:
