@@ -448,11 +448,8 @@ _COMMON_PARAMS_DOC = """
         Average-pool each slice's feature map to a ``feature_grid`` x
         ``feature_grid`` grid, keeping coarse in-slice position.
     slice_scale : float, default=1.0
-        Resize every slice by this factor (bilinear) before the encoder.
-        ImageNet encoders learned objects at about 224 pixels; a 2 mm
-        sagittal slice is about 117 x 95, so 1.5 or 2 shows them the brain
-        at a scale nearer their photographs' (no new information, more
-        encoder work: about the factor squared).
+        Resize every slice by this factor (bilinear) before the encoder
+        (:class:`~slicelearn.nn.SliceNet`'s ``slice_scale``).
     train_slices : int, float or None, default=None
         Stochastic slice sampling: each training step encodes only a random
         subset of every volume's slices (this many, or this fraction);
