@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
 from ._tags import volume_input_tags
@@ -57,7 +58,7 @@ def _take(X: Any, rows: np.ndarray) -> Any:
     return [X[i] for i in rows]
 
 
-class _Ensemble(BaseEstimator):
+class _Ensemble(_BaseComposition):
     """Fitting the members and, for stacking, their out-of-fold predictions."""
 
     def __init__(
@@ -84,36 +85,15 @@ class _Ensemble(BaseEstimator):
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Parameters; with ``deep``, each member as ``<name>`` and its parameters as
-        ``<name>__<parameter>`` (as scikit-learn's ``VotingRegressor`` names them)."""
-        params = super().get_params(deep=False)
-        if deep:
-            for name, member in self.estimators:
-                params[name] = member
-                if hasattr(member, "get_params"):
-                    for key, value in member.get_params(deep=True).items():
-                        params[f"{name}__{key}"] = value
-        return params
+        ``<name>__<parameter>``, as scikit-learn's ``VotingRegressor`` names them."""
+        return self._get_params("estimators", deep=deep)
 
     def set_params(self, **params: Any) -> _Ensemble:
         """Set parameters: ``<name>`` replaces a member, ``<name>__<parameter>`` sets its own.
 
         So a grid search can tune a member, e.g. ``network__max_epochs``.
         """
-        if "estimators" in params:
-            self.estimators = params.pop("estimators")
-        names = [name for name, _ in self.estimators]
-        replaced = {name: params.pop(name) for name in names if name in params}
-        if replaced:
-            self.estimators = [(name, replaced.get(name, m)) for name, m in self.estimators]
-        nested: dict[str, dict[str, Any]] = {}
-        for key in list(params):
-            name, separator, parameter = key.partition("__")
-            if separator and name in names:
-                nested.setdefault(name, {})[parameter] = params.pop(key)
-        members = dict(self.estimators)
-        for name, member_params in nested.items():
-            members[name].set_params(**member_params)
-        return super().set_params(**params)
+        return self._set_params("estimators", **params)
 
     def _check_params(self) -> list[tuple[str, Any]]:
         members = list(self.estimators)

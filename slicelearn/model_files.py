@@ -91,21 +91,14 @@ _READOUT_ARRAYS = {
         "voxel_mask_",
     ),
 }
-_READOUT_ARRAYS["slicelearn.brain_encoder.BrainEncoderRegressor"] = (
-    "feature_mean_",
-    "feature_scale_",
-    "coef_",
-    "intercept_",
-)
-_READOUT_ARRAYS["slicelearn.brain_encoder.BrainEncoderClassifier"] = _READOUT_ARRAYS[
-    "slicelearn.brain_encoder.BrainEncoderRegressor"
-]
-_READOUT_ARRAYS["slicelearn.tissue.TissueRegressor"] = _READOUT_ARRAYS[
-    "slicelearn.brain_encoder.BrainEncoderRegressor"
-]
-_READOUT_ARRAYS["slicelearn.tissue.TissueClassifier"] = _READOUT_ARRAYS[
-    "slicelearn.brain_encoder.BrainEncoderRegressor"
-]
+# Readouts of one standardised feature row per volume (brain encoder, tissue).
+for _name in (
+    "slicelearn.brain_encoder.BrainEncoderRegressor",
+    "slicelearn.brain_encoder.BrainEncoderClassifier",
+    "slicelearn.tissue.TissueRegressor",
+    "slicelearn.tissue.TissueClassifier",
+):
+    _READOUT_ARRAYS[_name] = ("feature_mean_", "feature_scale_", "coef_", "intercept_")
 _READOUT_ARRAYS["slicelearn.readout.SliceLinearClassifier"] = _READOUT_ARRAYS[
     "slicelearn.readout.SliceLinearRegressor"
 ]

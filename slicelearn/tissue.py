@@ -135,8 +135,10 @@ class _TissueReadout(_VolumeRowReadout):
             )
         values = []
         for index, item in enumerate(volumes.items):
-            volumes[index]  # preprocessed into the cache, measures included
             measure = volumes.preprocessor.native_measures(item).get("native_brain_ml")
+            if measure is None:  # not preprocessed yet: its preprocessing records it
+                volumes[index]
+                measure = volumes.preprocessor.native_measures(item).get("native_brain_ml")
             if measure is None:
                 raise ValueError(
                     f"X[{index}] ({item}): no brain volume was recorded for this scan; it "

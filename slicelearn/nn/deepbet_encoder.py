@@ -11,8 +11,8 @@ readouts. The decoder is never run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import threading
 import warnings
 
 import numpy as np
@@ -31,9 +31,6 @@ __all__ = [
 #: The encoder's stages, first to last, and their channels.
 DEEPBET_LAYERS = ("down0", "down1", "down2", "down3")
 DEEPBET_CHANNELS = {"down0": 16, "down1": 32, "down2": 64, "down3": 128}
-
-_LOCK = threading.Lock()
-_LOADED: dict[str, DeepbetEncoder] = {}
 
 
 class DeepbetEncoder(nn.Module):
@@ -66,6 +63,7 @@ class DeepbetEncoder(nn.Module):
         return maps
 
 
+@functools.lru_cache(maxsize=1)
 def load_deepbet_encoder() -> DeepbetEncoder:
     """deepbet's network from its install, checked against deepbet's install record; once a process.
 
@@ -75,16 +73,12 @@ def load_deepbet_encoder() -> DeepbetEncoder:
     """
     from ..data.skullstrip import _verified_model_paths
 
-    with _LOCK:
-        if "cpu" not in _LOADED:
-            path = _verified_model_paths()["model.pt"]
-            with warnings.catch_warnings():
-                # torch >= 2.10 deprecates torch.jit.load, which deepbet's models need.
-                warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
-                network = torch.jit.load(str(path), map_location="cpu")
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            _LOADED["cpu"] = DeepbetEncoder(network, digest)
-        return _LOADED["cpu"]
+    path = _verified_model_paths()["model.pt"]
+    with warnings.catch_warnings():
+        # torch >= 2.10 deprecates torch.jit.load, which deepbet's models need.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+        network = torch.jit.load(str(path), map_location="cpu")
+    return DeepbetEncoder(network, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def deepbet_input(volume: np.ndarray, zoom: float = 2.0) -> torch.Tensor:
