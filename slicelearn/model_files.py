@@ -69,6 +69,7 @@ _SAFE_OBJECTS = (
     "slicelearn.data.preprocessing.VolumePreprocessor",
     "slicelearn.data.augment.VolumeAugmenter",
     "slicelearn.callbacks.CosineLRSchedule",
+    "slicelearn.tissue.TissueFeatures",
 )
 _NETWORKS = (
     "slicelearn.estimators.SliceCNNRegressor",
@@ -106,7 +107,14 @@ _READOUT_ARRAYS["slicelearn.voxels.VoxelLinearClassifier"] = _READOUT_ARRAYS[
     "slicelearn.voxels.VoxelLinearRegressor"
 ]
 _READOUTS = tuple(_READOUT_ARRAYS)
-_READOUT_VALUES = ("volume_shape_", "encoder_digest_", "n_features_", "alpha_", "C_")
+_READOUT_VALUES = (
+    "volume_shape_",
+    "encoder_digest_",
+    "n_features_",
+    "n_covariates_",
+    "alpha_",
+    "C_",
+)
 # Ensembles: their members are stored one by one, each like a model of its own.
 _ENSEMBLES = (
     "slicelearn.ensemble.EnsembleRegressor",

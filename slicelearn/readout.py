@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._params import with_shared_parameters
@@ -162,6 +162,7 @@ class _SliceLinearReadout(_LinearReadout):
         batch_size: int = 8,
         num_workers: int = 0,
         device: str = "cpu",
+        covariates: Any = None,
     ) -> None:
         self.encoder = encoder
         self.weights = weights
@@ -178,6 +179,7 @@ class _SliceLinearReadout(_LinearReadout):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.device = device
+        self.covariates = covariates
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "encoder": [Satisfies(lambda value: isinstance(value, str), "an encoder name")],
@@ -206,6 +208,13 @@ class _SliceLinearReadout(_LinearReadout):
         "batch_size": [Interval("int", 1)],
         "num_workers": [Interval("int", 0)],
         "device": [str],
+        "covariates": [
+            Satisfies(
+                lambda value: hasattr(value, "transform") and hasattr(value, "get_params"),
+                "a feature transformer of volumes such as slicelearn.tissue.TissueFeatures()",
+            ),
+            None,
+        ],
     }
 
     # -- features ----------------------------------------------------------------
@@ -273,12 +282,55 @@ class _SliceLinearReadout(_LinearReadout):
             groups = np.arange(n).astype(str) if groups is None else groups
             groups = np.tile(groups, copies + 1)
             y = np.concatenate([y] * (copies + 1))
+        covariates = self._covariate_rows(X, reset=True)
+        # A perturbed copy keeps its scan's covariates: they measure the scan.
+        features = np.concatenate(
+            [features, np.broadcast_to(covariates, (len(features), *covariates.shape))], axis=-1
+        )
         return features.reshape(-1, features.shape[-1]), y, groups
 
     def _test_features(self, X: Any) -> np.ndarray:
         """``(n, F)``, averaged over the original and its test-time copies."""
         self._check_input_params()
-        return self._copy_features(X, reset=False, copies=self.test_time_augmentation).mean(0)
+        features = self._copy_features(X, reset=False, copies=self.test_time_augmentation).mean(0)
+        return np.concatenate([features, self._covariate_rows(X, reset=False)], axis=1)
+
+    def _covariate_rows(self, X: Any, reset: bool) -> np.ndarray:
+        """``(n, k)``: the covariates of each volume, unsmoothed (``k = 0`` without)."""
+        volumes = self._volumes(X, reset=False)  # read already: the preprocessor is fitted
+        if self.covariates is None:
+            rows = np.zeros((len(volumes), 0))
+        else:
+            rows = np.asarray(clone(self.covariates).fit(volumes).transform(volumes), float)
+            if rows.ndim != 2 or len(rows) != len(volumes):
+                raise ValueError(
+                    f"covariates={self.covariates!r} gave an array of shape {rows.shape} "
+                    f"for {len(volumes)} volumes: it must give one row per volume."
+                )
+        if reset:
+            self.n_covariates_ = rows.shape[1]
+        elif rows.shape[1] != getattr(self, "n_covariates_", 0):
+            raise ValueError(
+                f"covariates gave {rows.shape[1]} columns; the model was fitted with "
+                f"{getattr(self, 'n_covariates_', 0)}."
+            )
+        return rows
+
+    def _fit_scaler(self, features: np.ndarray) -> np.ndarray:
+        """Standardise, then weigh the covariates' block as much as the slice features'.
+
+        After z-scoring, each block's total variance is its column count: a
+        few covariates beside hundreds of slice features would be all but
+        ignored by one ridge penalty. Their columns are scaled up by
+        ``sqrt(slice columns / covariate columns)`` so that both blocks carry
+        the same variance (fixed, not tuned).
+        """
+        standardized = super()._fit_scaler(features)
+        count = getattr(self, "n_covariates_", 0)
+        if not count:
+            return standardized
+        self.feature_scale_[-count:] /= np.sqrt((features.shape[1] - count) / count)
+        return self._standardized(features)
 
     def _model_input(self, X: Any, reset: bool) -> Any:
         """The volumes of ``X`` as the encoder sees them: read, then smoothed."""
@@ -548,6 +600,13 @@ _READOUT_PARAMS_DOC = """    encoder : str, default="efficientnet_lite0"
     num_workers : int, default=0
         DataLoader workers reading and preprocessing scans.
     device : str, default="cpu"
+    covariates : transformer or None, default=None
+        Measures of each volume joined to its slice features, e.g.
+        :class:`slicelearn.tissue.TissueFeatures` (grey-matter, white-matter
+        and CSF fractions, optionally the intracranial volume). It is given
+        the volumes as read (unsmoothed, not z-scored by the readout). After
+        standardisation its block of columns is weighted to carry as much
+        variance as the slice features' block.
 """
 
 

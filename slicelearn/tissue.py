@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from ._params import with_shared_parameters
-from ._validation import BOOLEAN, Interval
+from ._tags import volume_input_tags
+from ._validation import BOOLEAN, Interval, validate_estimator
 from .data.preprocessing import PreprocessedVolumes, VolumePreprocessor
 from .feature_cache import RowCache, volume_keys
 from .readout import (
@@ -32,7 +34,13 @@ from .readout import (
     _VolumeRowReadout,
 )
 
-__all__ = ["TISSUES", "TissueClassifier", "TissueRegressor", "tissue_fractions"]
+__all__ = [
+    "TISSUES",
+    "TissueClassifier",
+    "TissueFeatures",
+    "TissueRegressor",
+    "tissue_fractions",
+]
 
 #: The classes of :func:`tissue_fractions`, darkest first on T1.
 TISSUES = ("csf", "grey_matter", "white_matter")
@@ -85,6 +93,109 @@ def tissue_fractions(volume: np.ndarray, mrf: float = 0.2) -> np.ndarray:
     return counts / counts.sum()
 
 
+class TissueFeatures(TransformerMixin, BaseEstimator):
+    """Tissue fractions (and intracranial volume) of each volume, as a feature table.
+
+    What the tissue readouts read, and what a slice readout joins to its
+    slice features with ``covariates=TissueFeatures()``
+    (:class:`~slicelearn.SliceLinearRegressor`). It learns nothing: ``fit``
+    only checks the parameters.
+
+    Parameters
+    ----------
+    intracranial_volume : bool, default=False
+        Add the brain volume in each scan's own space (ml), as the
+        preprocessing recorded it from the brain mask: needs NIfTI scans read
+        through a :class:`~slicelearn.data.VolumePreprocessor` that
+        skull-strips (or is given masks) and caches.
+    mrf : float, default=0.2
+        Weight of Atropos' spatial prior (:func:`tissue_fractions`).
+
+    Examples
+    --------
+    >>> from slicelearn.tissue import TissueFeatures
+    >>> from slicelearn.datasets import make_atrophy_cohort
+    >>> X, _, _ = make_atrophy_cohort(4, voxel_size=4, return_arrays=True, random_state=0)
+    >>> TissueFeatures().fit_transform(X).shape
+    (4, 3)
+    """
+
+    def __init__(self, *, intracranial_volume: bool = False, mrf: float = 0.2) -> None:
+        self.intracranial_volume = intracranial_volume
+        self.mrf = mrf
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "intracranial_volume": [BOOLEAN],
+        "mrf": [Interval("real", 0, 1)],
+    }
+
+    def __sklearn_tags__(self):
+        tags = volume_input_tags(super().__sklearn_tags__())
+        tags.requires_fit = False
+        return tags
+
+    def fit(self, X: Any = None, y: Any = None) -> TissueFeatures:
+        """Check the parameters; nothing is learned."""
+        validate_estimator(self)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``(n, 3)`` fractions in the order of :data:`TISSUES`, or ``(n, 4)`` with the ml.
+
+        ``X`` holds registered, skull-stripped volumes: an array
+        ``(n, X, Y, Z)``, or the volumes a
+        :class:`~slicelearn.data.VolumePreprocessor` reads (the readouts
+        pass theirs).
+        """
+        validate_estimator(self)
+        volumes = X if isinstance(X, PreprocessedVolumes) else np.asarray(X)
+        if getattr(volumes, "ndim", 4) != 4:
+            raise ValueError(f"X has shape {volumes.shape}: give volumes of shape (n, X, Y, Z).")
+        rows = []
+        for index, key in enumerate(volume_keys(volumes)):
+            row = _FRACTIONS.get((key, float(self.mrf)))
+            if row is None:
+                try:
+                    row = tissue_fractions(np.asarray(volumes[index]), self.mrf)
+                except ValueError as exc:
+                    raise ValueError(f"X[{index}]: {exc}") from None
+                _FRACTIONS.put((key, float(self.mrf)), row)
+            rows.append(row)
+        features = np.stack(rows)
+        if self.intracranial_volume:
+            features = np.column_stack([features, _intracranial_ml(volumes)])
+        return features
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The columns of :meth:`transform`."""
+        names = [f"{tissue}_fraction" for tissue in TISSUES]
+        return np.asarray(names + ["intracranial_ml"] * bool(self.intracranial_volume), object)
+
+
+def _intracranial_ml(volumes: Any) -> np.ndarray:
+    """The brain volume in each scan's own space, as its preprocessing recorded it."""
+    if not isinstance(volumes, PreprocessedVolumes):
+        raise ValueError(
+            "intracranial_volume=True reads the brain volume that the preprocessing "
+            "records in each scan's own space: give NIfTI scans with "
+            "preprocessing=VolumePreprocessor(skull_strip='deepbet', cache_dir=...) "
+            "(arrays on a template grid no longer hold it)."
+        )
+    values = []
+    for index, item in enumerate(volumes.items):
+        measure = volumes.preprocessor.native_measures(item).get("native_brain_ml")
+        if measure is None:  # not preprocessed yet: its preprocessing records it
+            volumes[index]
+            measure = volumes.preprocessor.native_measures(item).get("native_brain_ml")
+        if measure is None:
+            raise ValueError(
+                f"X[{index}] ({item}): no brain volume was recorded for this scan; it "
+                "needs a brain mask (skull_strip='deepbet' or mask=...) and a cache_dir."
+            )
+        values.append(float(measure))
+    return np.asarray(values)
+
+
 class _TissueReadout(_VolumeRowReadout):
     """Tissue fractions (and intracranial volume) of each volume: both tissue readouts."""
 
@@ -100,52 +211,15 @@ class _TissueReadout(_VolumeRowReadout):
         self.preprocessing = preprocessing
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
-        "intracranial_volume": [BOOLEAN],
-        "mrf": [Interval("real", 0, 1)],
+        **TissueFeatures._parameter_constraints,
         "preprocessing": [VolumePreprocessor, None],
     }
 
     def _feature_matrix(self, X: Any, reset: bool) -> np.ndarray:
         """``(n, 3)`` fractions, or ``(n, 4)`` with the intracranial volume in ml."""
         self._validate_params()
-        volumes = self._volumes(X, reset)
-        rows = []
-        for index, key in enumerate(volume_keys(volumes)):
-            row = _FRACTIONS.get((key, float(self.mrf)))
-            if row is None:
-                try:
-                    row = tissue_fractions(np.asarray(volumes[index]), self.mrf)
-                except ValueError as exc:
-                    raise ValueError(f"X[{index}]: {exc}") from None
-                _FRACTIONS.put((key, float(self.mrf)), row)
-            rows.append(row)
-        features = np.stack(rows)
-        if self.intracranial_volume:
-            features = np.column_stack([features, self._intracranial_ml(volumes)])
-        return features
-
-    def _intracranial_ml(self, volumes: Any) -> np.ndarray:
-        """The brain volume in each scan's own space, as its preprocessing recorded it."""
-        if not isinstance(volumes, PreprocessedVolumes):
-            raise ValueError(
-                "intracranial_volume=True reads the brain volume that the preprocessing "
-                "records in each scan's own space: give NIfTI scans with "
-                "preprocessing=VolumePreprocessor(skull_strip='deepbet', cache_dir=...) "
-                "(arrays on a template grid no longer hold it)."
-            )
-        values = []
-        for index, item in enumerate(volumes.items):
-            measure = volumes.preprocessor.native_measures(item).get("native_brain_ml")
-            if measure is None:  # not preprocessed yet: its preprocessing records it
-                volumes[index]
-                measure = volumes.preprocessor.native_measures(item).get("native_brain_ml")
-            if measure is None:
-                raise ValueError(
-                    f"X[{index}] ({item}): no brain volume was recorded for this scan; it "
-                    "needs a brain mask (skull_strip='deepbet' or mask=...) and a cache_dir."
-                )
-            values.append(float(measure))
-        return np.asarray(values)
+        features = TissueFeatures(intracranial_volume=self.intracranial_volume, mrf=self.mrf)
+        return features.transform(self._volumes(X, reset))
 
 
 _TISSUE_PARAMS_DOC = """    intracranial_volume : bool, default=False

@@ -91,3 +91,49 @@ def test_a_volume_without_a_brain_is_named():
     X[2, 10, 10, 10:15] = 1.0  # five voxels: not a stripped brain
     with pytest.raises(ValueError, match=r"X\[2\]: The volume has 5 non-zero voxels"):
         TissueRegressor().fit(X, np.arange(4.0))
+
+
+def test_tissue_covariates_join_the_slice_features_and_are_stored(tmp_path):
+    from slicelearn import SliceLinearRegressor
+    from slicelearn.tissue import TissueFeatures
+
+    rng = np.random.default_rng(2)
+    shares = rng.uniform(0.25, 0.55, 24)
+    X = np.stack([_phantom(share, seed=i) for i, share in enumerate(shares)])
+    age = 100 - 100 * shares
+    slices_only = SliceLinearRegressor(weights=None, feature_layer="blocks.1", feature_grid=1)
+    joined = SliceLinearRegressor(
+        weights=None, feature_layer="blocks.1", feature_grid=1, covariates=TissueFeatures()
+    )
+    slices_only.fit(X[:18], age[:18])
+    joined.fit(X[:18], age[:18])
+    assert joined.n_covariates_ == 3 and joined.n_features_ == slices_only.n_features_ + 3
+    # The three tissue columns carry as much variance as all the slice columns.
+    fractions = TissueFeatures().transform(X[:18])
+    np.testing.assert_allclose(
+        joined.feature_scale_[-3:],
+        fractions.std(axis=0) / np.sqrt(slices_only.n_features_ / 3),
+    )
+    error_joined = np.abs(joined.predict(X[18:]) - age[18:]).mean()
+    error_slices = np.abs(slices_only.predict(X[18:]) - age[18:]).mean()
+    assert error_joined < 0.75 * error_slices, (error_joined, error_slices)
+    loaded = load_model(save_model(joined, tmp_path / "joined.slm"))
+    assert isinstance(loaded.covariates, TissueFeatures)
+    np.testing.assert_array_equal(loaded.predict(X[18:]), joined.predict(X[18:]))
+
+
+def test_covariates_that_do_not_give_one_row_per_volume_are_refused():
+    from sklearn.preprocessing import FunctionTransformer
+
+    from slicelearn import SliceLinearRegressor
+
+    X = np.stack([_phantom(0.4, seed=i) for i in range(4)])
+    model = SliceLinearRegressor(
+        weights=None,
+        feature_layer="blocks.1",
+        covariates=FunctionTransformer(lambda volumes: np.ones((2, 1))),
+    )
+    with pytest.raises(ValueError, match=r"shape \(2, 1\) for 4 volumes"):
+        model.fit(X, np.arange(4.0))
+    with pytest.raises(ValueError, match="covariates"):
+        SliceLinearRegressor(covariates="tissue").fit(X, np.arange(4.0))

@@ -30,9 +30,13 @@ recipe 3, z-scored in the brain; volumes from ``registration_schedule.py``'s
     fractions of the brain from ANTs' Atropos (the classic baseline; the
     intracranial volume needs the scans' own space, which these arrays no
     longer hold), alone and averaged with the ridge readout.
+``ridge readout + tissue covariates``
+    the ridge readout with the three fractions joined to its slice features
+    (``covariates=TissueFeatures()``; the block weighted to carry as much
+    variance as the slice features, fixed before it ran).
 
 No model here is chosen on these scores; the list was fixed before any of
-them ran (the brain-encoder rows were added later, fixed before they ran).
+them ran (the brain-encoder, tissue and covariate rows were added later, each fixed before it ran).
 Each row is one (task, model, repeat) with its out-of-fold score,
 written as soon as it exists; a rerun skips finished rows. The slice
 features are computed once per process and reused by every fold. Run::
@@ -62,6 +66,7 @@ MODELS = (
     "mean(ridge, voxels, brain encoder)",
     "tissue fractions",
     "mean(ridge, tissue fractions)",
+    "ridge readout + tissue covariates",
 )
 #: The deepbet encoder's stages and grids the inner CV chooses among.
 BRAIN_CANDIDATES = {
@@ -86,6 +91,7 @@ def build(model: str, task: str):
         VoxelLinearRegressor,
     )
     from slicelearn.presets import recommended_readout
+    from slicelearn.tissue import TissueFeatures
 
     regression = task == "age"
     slices = recommended_readout("regression" if regression else "classification")
@@ -107,6 +113,8 @@ def build(model: str, task: str):
         return brain
     if model == "tissue fractions":
         return tissue
+    if model == "ridge readout + tissue covariates":
+        return slices.set_params(covariates=TissueFeatures())
     members = {
         "ridge": ("slices", slices),
         "voxels": ("voxels", voxels),
