@@ -36,7 +36,8 @@ recipe 3, z-scored in the brain; volumes from ``registration_schedule.py``'s
     variance as the slice features, fixed before it ran).
 
 No model here is chosen on these scores; the list was fixed before any of
-them ran (the brain-encoder, tissue and covariate rows were added later, each fixed before it ran).
+them ran (the brain-encoder, tissue and covariate rows were added later, each
+fixed before it ran).
 Each row is one (task, model, repeat) with its out-of-fold score,
 written as soon as it exists; a rerun skips finished rows. The slice
 features are computed once per process and reused by every fold. Run::
