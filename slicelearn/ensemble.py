@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._tags import volume_input_tags
 from ._validation import RANDOM_STATE, Interval, Options, validate_estimator
 from .data.inputs import check_targets, class_encoder
+from .data.io import check_not_sparse
 from .readout import probabilities
 from .splits import check_groups
 
@@ -49,6 +50,14 @@ def _fit_member(member: Any, X: Any, y: Any, groups: Any) -> Any:
     if groups is not None and "groups" in inspect.signature(member.fit).parameters:
         return member.fit(X, y, groups=groups)
     return member.fit(X, y)
+
+
+def _countable(X: Any) -> Any:
+    """``X`` as the members take it and the ensemble counts it: sparse refused early."""
+    check_not_sparse(X)
+    if not hasattr(X, "__len__") and hasattr(X, "__array__"):
+        return np.asarray(X)  # an array-like without a length (sklearn's _NotAnArray)
+    return X
 
 
 def _take(X: Any, rows: np.ndarray) -> Any:
@@ -170,6 +179,7 @@ class _Ensemble(_BaseComposition):
 
     def _outputs(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimators_")
+        X = _countable(X)
         return np.concatenate([self._member_output(m, X) for m in self.estimators_], axis=1)
 
 
@@ -218,6 +228,7 @@ class EnsembleRegressor(RegressorMixin, _Ensemble):
         """Fit every member on ``X`` and ``y`` (and, to stack, learn their weights)."""
         from sklearn.linear_model import LinearRegression
 
+        X = _countable(X)
         y = check_targets(y, len(X), type(self).__name__).astype(np.float64)
         out_of_fold = self._fit_members(X, y, groups)
         if out_of_fold is None:
@@ -281,6 +292,7 @@ class EnsembleClassifier(ClassifierMixin, _Ensemble):
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> EnsembleClassifier:
         """Fit every member on ``X`` and the labels ``y`` (and, to stack, the combiner)."""
+        X = _countable(X)
         y = check_targets(y, len(X), type(self).__name__)
         encoder = class_encoder(y, type(self).__name__)
         self.label_encoder_ = encoder

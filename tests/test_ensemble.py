@@ -227,3 +227,29 @@ def test_a_report_says_which_member_its_slice_importance_is_of(tmp_path, monkeyp
     alone = ensemble.named_estimators_["slices"]
     report.write_report(tmp_path, alone, X, y, alone.predict(X), {"mae": 1.0, "pearson_r": 0.5})
     assert "member" not in drawn[1]
+
+
+def test_the_ensemble_refuses_sparse_input_and_counts_array_likes():
+    import scipy.sparse
+
+    from slicelearn import EnsembleClassifier, VoxelLinearClassifier
+
+    ensemble = EnsembleClassifier(
+        [("a", VoxelLinearClassifier(smoothing=0)), ("b", VoxelLinearClassifier(block=1))]
+    )
+    with pytest.raises(TypeError, match="volumes must be dense arrays"):
+        ensemble.fit(scipy.sparse.random(6, 8, format="csr"), np.arange(6) % 2)
+
+    class NoLength:  # an array-like without len(), as sklearn's _NotAnArray
+        def __init__(self, data):
+            self.data = data
+
+        def __array__(self, dtype=None, copy=None):
+            return self.data
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 4, 4, 4)).astype(np.float32) + 5
+    labels = np.arange(12) % 2
+    X[labels == 1, :2] += 1
+    fitted = ensemble.fit(NoLength(X), labels)
+    np.testing.assert_array_equal(fitted.predict(NoLength(X)), fitted.predict(X))

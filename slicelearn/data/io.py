@@ -20,6 +20,7 @@ __all__ = [
     "VolumeInput",
     "canonical_shape",
     "check_headers",
+    "check_not_sparse",
     "check_volume_array",
     "check_voxels",
     "describe_item",
@@ -180,6 +181,12 @@ def check_volume_array(volumes: np.ndarray) -> np.ndarray:
     return volumes
 
 
+def check_not_sparse(X: Any) -> None:
+    """TypeError for a sparse matrix: volumes are dense."""
+    if scipy.sparse.issparse(X):
+        raise TypeError("X is a sparse matrix; volumes must be dense arrays (n_subjects, X, Y, Z).")
+
+
 def is_image_list(X: Any) -> bool:
     """Whether ``X`` is a sequence of NIfTI paths or nibabel images (not an array)."""
     if isinstance(X, (str, os.PathLike, np.ndarray)) or not isinstance(X, Sequence):
@@ -231,8 +238,7 @@ def load_volumes(X: VolumeInput) -> np.ndarray:
     """
     if isinstance(X, (str, os.PathLike)):
         raise TypeError("X must be a sequence of paths, not a single path: wrap it in a list.")
-    if scipy.sparse.issparse(X):
-        raise TypeError("X is a sparse matrix; volumes must be dense arrays (n_subjects, X, Y, Z).")
+    check_not_sparse(X)
     if hasattr(X, "__array__") or isinstance(X, np.ndarray):
         return check_volume_array(np.asarray(X))
     if not isinstance(X, Sequence):
