@@ -42,6 +42,9 @@ __all__ = ["SliceLinearClassifier", "SliceLinearRegressor"]
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-1, 7, 17))
 #: Inverse penalties searched for the logistic readout.
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-5, 1, 7))
+#: The logistic solver's tolerance: tighter than scikit-learn's 1e-4, so that
+#: the fit stops at the same model whichever basis it is computed in (below).
+LOGISTIC_TOL = 1e-6
 
 
 def _axes(axis: str | Sequence[str]) -> tuple[str, ...]:
@@ -449,6 +452,22 @@ def probabilities(scores: np.ndarray) -> np.ndarray:
     return odds / odds.sum(axis=1, keepdims=True)
 
 
+def _row_space(features: np.ndarray) -> np.ndarray | None:
+    """An orthonormal basis ``(r, F)`` of the rows' span, or None when ``F <= n``.
+
+    An L2-penalised linear model's weights lie in the span of its training
+    rows (the representer theorem), and within that span the basis keeps
+    both the scores and the penalty, so a model fitted on
+    ``features @ basis.T`` and mapped back by ``@ basis`` is the model of
+    ``features``. Also for each internal CV fold: its rows are in the span.
+    """
+    n, width = features.shape
+    if width <= n:
+        return None
+    _, singular, rows = np.linalg.svd(features, full_matrices=False)
+    return rows[singular > singular[0] * 1e-10] if singular[0] > 0 else rows[:1]
+
+
 class _RidgeReadout(RegressorMixin):
     """Ridge on a readout's training rows (the family supplies the rows)."""
 
@@ -507,6 +526,11 @@ class _LogisticReadout(ClassifierMixin):
         self.label_encoder_ = encoder
         codes = encoder.transform(y)
         standardized = self._fit_scaler(features)
+        # With more features than rows the solution lies in the rows' span:
+        # fitting in that basis is the same model, and as fast for 30 000
+        # voxels as for 100 features.
+        basis = _row_space(standardized)
+        design = standardized if basis is None else standardized @ basis.T
         smallest = int(np.bincount(codes).min())
         cv: Any = min(5, smallest)
         if groups is not None:
@@ -524,12 +548,16 @@ class _LogisticReadout(ClassifierMixin):
                     cv=cv,
                     scoring="neg_log_loss",
                     max_iter=5000,
-                ).fit(standardized, codes)
+                    tol=LOGISTIC_TOL,
+                ).fit(design, codes)
             self.C_ = float(np.ravel(model.C_)[0])
         else:  # a class with one member leaves nothing to cross-validate the penalty on
             self.C_ = float(np.median(self.Cs))
-            model = LogisticRegression(C=self.C_, max_iter=5000).fit(standardized, codes)
-        self.coef_ = np.asarray(model.coef_, dtype=np.float64)
+            model = LogisticRegression(C=self.C_, max_iter=5000, tol=LOGISTIC_TOL).fit(
+                design, codes
+            )
+        coef = model.coef_ if basis is None else model.coef_ @ basis
+        self.coef_ = np.asarray(coef, dtype=np.float64)
         self.intercept_ = np.asarray(model.intercept_, dtype=np.float64)
         return self
 

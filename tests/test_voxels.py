@@ -61,7 +61,7 @@ def test_classifier_is_logistic_regression_on_the_same_voxels():
     train = _reference_features(X[:32])
     support = (train != 0).any(axis=0)
     reference = LogisticRegressionCV(
-        Cs=np.asarray(clf.Cs), cv=5, scoring="neg_log_loss", max_iter=5000
+        Cs=np.asarray(clf.Cs), cv=5, scoring="neg_log_loss", max_iter=5000, tol=1e-6
     ).fit(train[:, support] - train[:, support].mean(axis=0), labels[:32])
     test = _reference_features(X[32:])[:, support] - train[:, support].mean(axis=0)
     np.testing.assert_allclose(
