@@ -285,7 +285,7 @@ class _SliceLinearReadout(_LinearReadout):
             groups = np.arange(n).astype(str) if groups is None else groups
             groups = np.tile(groups, copies + 1)
             y = np.concatenate([y] * (copies + 1))
-        covariates = self._covariate_rows(X, reset=True)
+        covariates = self._covariate_rows(X, n, reset=True)
         # A perturbed copy keeps its scan's covariates: they measure the scan.
         features = np.concatenate(
             [features, np.broadcast_to(covariates, (len(features), *covariates.shape))], axis=-1
@@ -296,14 +296,15 @@ class _SliceLinearReadout(_LinearReadout):
         """``(n, F)``, averaged over the original and its test-time copies."""
         self._check_input_params()
         features = self._copy_features(X, reset=False, copies=self.test_time_augmentation).mean(0)
-        return np.concatenate([features, self._covariate_rows(X, reset=False)], axis=1)
+        covariates = self._covariate_rows(X, len(features), reset=False)
+        return np.concatenate([features, covariates], axis=1)
 
-    def _covariate_rows(self, X: Any, reset: bool) -> np.ndarray:
-        """``(n, k)``: the covariates of each volume, unsmoothed (``k = 0`` without)."""
-        volumes = self._volumes(X, reset=False)  # read already: the preprocessor is fitted
+    def _covariate_rows(self, X: Any, n: int, reset: bool) -> np.ndarray:
+        """``(n, k)``: the covariates of the ``n`` volumes, unsmoothed (``k = 0`` without)."""
         if self.covariates is None:
-            rows = np.zeros((len(volumes), 0))
+            rows = np.zeros((n, 0))
         else:
+            volumes = self._volumes(X, reset=False)  # read already: the preprocessor is fitted
             rows = np.asarray(clone(self.covariates).fit(volumes).transform(volumes), float)
             if rows.ndim != 2 or len(rows) != len(volumes):
                 raise ValueError(
