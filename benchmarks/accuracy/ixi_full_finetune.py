@@ -34,6 +34,8 @@ run that is stopped resumes where it was. Run::
         --out benchmarks/results/ixi_full_finetune.jsonl
     python benchmarks/accuracy/ixi_full_finetune.py --seeds 0 --ablations \\
         --out benchmarks/results/ixi_full_finetune.jsonl
+    python benchmarks/accuracy/ixi_full_finetune.py --seeds 0 \\
+        --levers "no brain crop" float32 "every slice per step"
     python benchmarks/accuracy/ixi_full_finetune.py \\
         --table benchmarks/results/ixi_full_finetune.jsonl
 """
@@ -72,6 +74,15 @@ ABLATIONS = {
     "no position embedding": dict(position_embedding=None),
     "learned position embedding": dict(position_embedding="learned"),
     "attention pooling": dict(pooling="attention"),
+}
+
+#: The speed levers' accuracy, each alone: the recipe with one lever taken out
+#: (``--levers``, one seed). "float32" matters only where ``precision="auto"``
+#: picks bf16 (CPUs with native bf16, like the grid's machine).
+LEVERS = {
+    "every slice per step": dict(train_slices=None),
+    "no brain crop": dict(crop_to_content=False),
+    "float32": dict(precision="fp32"),
 }
 
 
@@ -234,10 +245,11 @@ def run(args) -> None:
         return fitted(key, label, build, volumes, train, test, base, recipe=recipe)
 
     configs = {args.candidate: CANDIDATES[args.candidate]} if task == "age" else {"fine-tuned": {}}
-    if args.ablations:
+    if args.ablations or args.levers:
+        changes = ABLATIONS if args.ablations else {n: LEVERS[n] for n in args.levers}
         configs = {
             f"fine-tuned, {name}": {**CANDIDATES["fine-tuned, scaled target"], **change}
-            for name, change in ABLATIONS.items()
+            for name, change in changes.items()
         }
     for seed in args.seeds:
         for fold, (train, test) in enumerate(splits(task, seed, ages)):
@@ -411,6 +423,13 @@ def main() -> None:
         "--task", choices=list(TASKS), default="age", help="brain age (MAE) or sex (ROC-AUC)"
     )
     parser.add_argument("--ablations", action="store_true", help="the paper's ablations instead")
+    parser.add_argument(
+        "--levers",
+        nargs="+",
+        choices=list(LEVERS),
+        default=None,
+        help="the recipe with one speed lever taken out, each (instead of the recipe)",
+    )
     parser.add_argument("--fit-all", action="store_true", help="then time a fit on all scans")
     parser.add_argument(
         "--nested", action="store_true", help="choose among CANDIDATES inside each training fold"
