@@ -248,14 +248,15 @@ class _SliceNeuralNet(VolumeRoutingMixin, DataParallelMixin, SkorchParamsMixin):
     def infer(self, x: Any, **fit_params):
         """skorch's forward pass: under ``precision``'s autocast, through DDP when training."""
         module = self.module_
-        if module.training and torch.is_grad_enabled():
+        training = module.training and torch.is_grad_enabled()
+        if training:
             module = self._data_parallel() or module
         x = to_tensor(x, device=self.device)
         if isinstance(x, Mapping):
             args, kwargs = (), self._merge_x_and_fit_params(x, fit_params)
         else:
             args, kwargs = (x,), fit_params
-        autocast = precision_autocast(self.precision, str(self.device))
+        autocast = precision_autocast(self.precision, str(self.device), training)
         if autocast is None:
             return module(*args, **kwargs)
         with autocast:
@@ -475,8 +476,11 @@ _COMMON_PARAMS_DOC = """
     channels_last : bool, default=True
         Channels-last convolutions (exact; faster on CPU and GPU).
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Autocast of the forward pass: "auto" is bfloat16 on CUDA and float32
-        elsewhere. Weights, optimiser and loss stay float32.
+        Autocast of the forward pass: "auto" is bfloat16 on CUDA, bfloat16
+        for prediction and validation on CPUs with native bfloat16 (their
+        training steps measured faster in float32), and float32 elsewhere
+        (:func:`slicelearn.precision.resolve_precision`). Weights, optimiser
+        and loss stay float32.
     preprocessing : VolumePreprocessor or None, default=None
         Applied to NIfTI paths or images, lazily in the DataLoader and cached
         on disk (see :class:`slicelearn.data.VolumePreprocessor`). ``None``

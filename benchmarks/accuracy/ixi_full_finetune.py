@@ -321,8 +321,14 @@ def run(args) -> None:
                     }
                 )
     if args.fit_all:
+        from slicelearn.precision import resolve_precision
+
         change = CANDIDATES["fine-tuned, scaled target"] if task == "age" else {}
+        # What precision="auto" trains in here: the key's recipe leaves it to the machine.
+        precision = resolve_precision({**RECIPE, **change}.get("precision", "auto"), "cpu", True)
         key = f"{source}|fit_all|" + recipe_key(change)
+        if precision == "fp32":  # since auto trains in float32 on the CPU
+            key += "|training fp32"
         if key not in done:
             begin = time.perf_counter()
             fine_tuned(args.seeds[0], args.threads, task, **change).fit(volumes, ages)
@@ -333,6 +339,7 @@ def run(args) -> None:
                     "n_train": len(ages),
                     "fit_seconds": round(time.perf_counter() - begin, 1),
                     "threads": args.threads,
+                    "training_precision": precision,
                 }
             )
 
