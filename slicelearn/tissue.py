@@ -150,7 +150,11 @@ class TissueFeatures(TransformerMixin, BaseEstimator):
         validate_estimator(self)
         volumes = X if isinstance(X, PreprocessedVolumes) else np.asarray(X)
         if getattr(volumes, "ndim", 4) != 4:
-            raise ValueError(f"X has shape {volumes.shape}: give volumes of shape (n, X, Y, Z).")
+            raise ValueError(
+                f"X has shape {volumes.shape}: TissueFeatures takes volumes of shape "
+                "(n, X, Y, Z). For NIfTI scans use TissueRegressor or TissueClassifier with "
+                "preprocessing=..., or a slice readout with covariates=TissueFeatures()."
+            )
         rows = []
         for index, key in enumerate(volume_keys(volumes)):
             row = _FRACTIONS.get((key, float(self.mrf)))

@@ -137,3 +137,19 @@ def test_covariates_that_do_not_give_one_row_per_volume_are_refused():
         model.fit(X, np.arange(4.0))
     with pytest.raises(ValueError, match="covariates"):
         SliceLinearRegressor(covariates="tissue").fit(X, np.arange(4.0))
+
+
+def test_tissue_features_name_their_columns_and_refuse_paths():
+    from slicelearn.tissue import TissueFeatures
+
+    X = np.stack([_phantom(0.3, seed=0), _phantom(0.5, seed=1)])
+    features = TissueFeatures()
+    table = features.fit_transform(X)
+    assert table.shape == (2, 3) and table[1, 1] > table[0, 1]
+    assert list(features.get_feature_names_out()) == [
+        "csf_fraction",
+        "grey_matter_fraction",
+        "white_matter_fraction",
+    ]
+    with pytest.raises(ValueError, match=r"X has shape \(2,\): TissueFeatures takes volumes"):
+        features.transform(["a.nii.gz", "b.nii.gz"])
