@@ -18,7 +18,10 @@ of the ridge readout's repeats in ``docs/results.md``), beside it:
   by 1 voxel, 2 x 2 x 2 blocks averaged, no per-voxel standardisation), the
   penalty chosen by leave-one-out inside the training fold;
 - ``fine-tuned + ridge readout``: the two predictions averaged with equal
-  weights (fixed before running).
+  weights (fixed before running);
+- ``fine-tuned + ridge readout + voxel ridge``: the three averaged with equal
+  weights (the readouts issue's ensemble with the network as a member;
+  fixed before it was computed, from the rows' stored predictions).
 
 Input (``--volumes``): the recommended route's volumes (deepbet, ANTs
 affine, z-scored in the brain) as preprocessing recipe 3 computes them, bit
@@ -315,6 +318,27 @@ def run(args) -> None:
                     {
                         "key": key,
                         "model": f"{label} + {readout}",
+                        **base,
+                        TASKS[task]["score"]: score(task, average, ages[test]),
+                        "predicted": [round(float(v), 3) for v in average],
+                    }
+                )
+            if args.ablations or args.levers:
+                continue
+            # The readouts issue's ensemble with the fine-tuned network as one more
+            # member: network, slice readout and voxels, equal weights (fixed first).
+            voxel_label = TASKS[task]["voxels"]
+            for label in [name for name in predicted if name.startswith("fine-tuned")]:
+                model = f"{label} + {readout} + {voxel_label}"
+                key = f"{source}|{model}|seed{seed}|fold{fold}"
+                if key in done:
+                    continue
+                members = (predicted[label], predicted[readout], predicted[voxel_label])
+                average = sum(members) / 3
+                record(
+                    {
+                        "key": key,
+                        "model": model,
                         **base,
                         TASKS[task]["score"]: score(task, average, ages[test]),
                         "predicted": [round(float(v), 3) for v in average],
