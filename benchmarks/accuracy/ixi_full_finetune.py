@@ -19,9 +19,11 @@ of the ridge readout's repeats in ``docs/results.md``), beside it:
   penalty chosen by leave-one-out inside the training fold;
 - ``fine-tuned + ridge readout``: the two predictions averaged with equal
   weights (fixed before running);
-- ``fine-tuned + ridge readout + voxel ridge``: the three averaged with equal
-  weights (the readouts issue's ensemble with the network as a member;
-  fixed before it was computed, from the rows' stored predictions).
+- ``brain encoder``: ``ixi_readouts.py``'s deepbet encoder readout (its
+  stages and grid chosen inside the training fold);
+- ``fine-tuned + ridge readout + voxel ridge`` and ``... + brain encoder``:
+  three members averaged with equal weights (the readouts issue's ensembles
+  with the network as a member; each fixed before it was computed).
 
 Input (``--volumes``): the recommended route's volumes (deepbet, ANTs
 affine, z-scored in the brain) as preprocessing recipe 3 computes them, bit
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import time
 from pathlib import Path
@@ -128,6 +131,13 @@ def voxel_ridge(task: str = "age"):
     if task == "age":
         return RidgeCV(alphas=np.logspace(0, 7, 29))
     return LogisticRegressionCV(Cs=np.logspace(-7, 0, 15), scoring="neg_log_loss", max_iter=5000)
+
+
+def brain_encoder(task: str = "age"):
+    """deepbet's encoder readout as ``ixi_readouts.py`` builds it: stages and grid chosen inside."""
+    from ixi_readouts import build  # this folder's script
+
+    return build("brain encoder", task)
 
 
 #: Per task: the target column, the score and the fold splitter. Age rows keep
@@ -266,6 +276,7 @@ def run(args) -> None:
                 for label, build, X in [
                     (TASKS[task]["readout"], lambda: ridge_readout(task), volumes),
                     (TASKS[task]["voxels"], lambda: voxel_ridge(task), voxels),
+                    ("brain encoder", lambda: brain_encoder(task), volumes),
                 ]
             }
             if not args.nested:
@@ -325,15 +336,18 @@ def run(args) -> None:
                 )
             if args.ablations or args.levers:
                 continue
-            # The readouts issue's ensemble with the fine-tuned network as one more
-            # member: network, slice readout and voxels, equal weights (fixed first).
-            voxel_label = TASKS[task]["voxels"]
-            for label in [name for name in predicted if name.startswith("fine-tuned")]:
-                model = f"{label} + {readout} + {voxel_label}"
+            # The readouts issue's ensembles with the fine-tuned network as one more
+            # member: network, slice readout and voxels or the brain encoder, equal
+            # weights (each fixed before it was computed).
+            third_members = [TASKS[task]["voxels"], "brain encoder"]
+            for label, third in itertools.product(
+                [name for name in predicted if name.startswith("fine-tuned")], third_members
+            ):
+                model = f"{label} + {readout} + {third}"
                 key = f"{source}|{model}|seed{seed}|fold{fold}"
                 if key in done:
                     continue
-                members = (predicted[label], predicted[readout], predicted[voxel_label])
+                members = (predicted[label], predicted[readout], predicted[third])
                 average = sum(members) / 3
                 record(
                     {
