@@ -20,7 +20,9 @@ CV (``KFold(5, shuffle=True, random_state=repeat)``, the readouts' folds):
 - the default (1x, ``blocks.3``, 2 x 2) on the same folds.
 
 Also the encoding seconds per scan at each scale (2 torch threads). Rows go
-to ``--out`` (JSON lines) as they exist; a rerun skips finished ones. Run::
+to ``--out`` (JSON lines) as they exist; a rerun skips finished ones. Each
+scale's features are kept in ``--cache`` as soon as they exist, so a run
+stopped during a later scale starts from that scale. Run::
 
     python benchmarks/accuracy/ixi_slice_scale.py --out benchmarks/results/ixi_slice_scale.jsonl
     python benchmarks/accuracy/ixi_slice_scale.py --table benchmarks/results/ixi_slice_scale.jsonl
@@ -29,6 +31,7 @@ to ``--out`` (JSON lines) as they exist; a rerun skips finished ones. Run::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -105,6 +108,31 @@ def encode(volumes: np.ndarray, scale: float) -> tuple[dict[tuple[str, int], np.
     return {key: np.stack(value) for key, value in rows.items()}, seconds
 
 
+def cached_encoding(
+    folder: Path, digest: str, volumes: np.ndarray, scale: float
+) -> tuple[dict[tuple[str, int], np.ndarray], float]:
+    """:func:`encode`, kept on disk per (volumes, scale): a stopped run resumes by scale.
+
+    The file is written under a temporary name and renamed when complete, so
+    a run killed while writing leaves no file that passes for a whole one.
+    """
+    path = folder / f"features_{digest}_n{len(volumes)}_scale{scale:g}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            seconds = float(stored["seconds_per_scan"])
+            by_layer = {
+                (layer, grid): stored[f"{layer}|{grid}"] for layer in LAYERS for grid in GRIDS
+            }
+        return by_layer, seconds
+    by_layer, seconds = encode(volumes, scale)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.npz")
+    arrays = {f"{layer}|{grid}": value for (layer, grid), value in by_layer.items()}
+    np.savez(partial, seconds_per_scan=seconds, **arrays)
+    partial.replace(path)
+    return by_layer, seconds
+
+
 def ridge_mae(features: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
     """The readout's computation: standardise on the training rows, ridge by leave-one-out."""
     from sklearn.linear_model import RidgeCV
@@ -159,6 +187,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--limit", type=int, default=None, help="first N scans only (a smoke test)")
     parser.add_argument("--table", type=Path, default=None)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("~/slicelearn_data/slice_scale"),
+        help="where each scale's features are kept (a stopped run resumes by scale)",
+    )
     args = parser.parse_args()
     if args.table:
         print(table(args.table))
@@ -185,8 +219,9 @@ def main() -> None:
             handle.write(json.dumps(row) + "\n")
 
     features = {}
+    digest = hashlib.sha256(volumes.tobytes()).hexdigest()[:12]
     for scale in SCALES:
-        by_layer, seconds = encode(volumes, scale)
+        by_layer, seconds = cached_encoding(args.cache.expanduser(), digest, volumes, scale)
         features.update({(scale, *key): value for key, value in by_layer.items()})
         key = f"n{n}|encoding|{scale}"
         if key not in done:
