@@ -32,7 +32,7 @@ NETWORK_FAST = ["--max-epochs", "2"]
 
 
 def fast(readout: str | None) -> list[str]:
-    """FAST, with the network's short schedule when the readout (None: the default) trains one."""
+    """FAST, with the network's short schedule for the network (None: brain age's default)."""
     return [*FAST, *(NETWORK_FAST if readout in ("network", None) else [])]
 
 
@@ -148,7 +148,7 @@ def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
                 "--report",
                 str(report),
                 "--json",
-                *fast(None),  # the default for classes: the fine-tuned network
+                *FAST,  # the default for classes, the voxel logistic regression, trains no network
             ]
         )
         == 0
@@ -162,7 +162,7 @@ def test_evaluate_classification_writes_roc(cohort, tmp_path, capsys):
     assert (report / "roc.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("readout", ["ridge", "network"])
+@pytest.mark.parametrize("readout", ["ridge", "network", "voxels"])
 def test_three_class_models_fit_save_predict_and_evaluate(tmp_path, capsys, readout):
     paths = write_scans(tmp_path, n=18, shape=(6, 34, 33))
     diagnosis = ["AD", "CN", "MCI"] * 6
@@ -602,7 +602,7 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
         (
             ["--task", "classification", "--input-smoothing", "2"],
             "--input-smoothing applies to --readout ridge, and this command trains --readout "
-            "network (the default for classification)",
+            "voxels (the default for classification)",
         ),
         (
             ["--task", "regression", "--readout", "ridge", "--pooling", "attention"],
@@ -626,7 +626,12 @@ def test_predict_caches_on_this_machine_not_where_the_model_was_trained(tmp_path
             ["--task", "classification", "--input-smoothing", "1"],
             "(the default for classification): leave it out, or name the readouts to train",
         ),
-        (["--task", "classification", "--lr", "0.1", "--pooling", "max"], None),
+        (
+            ["--task", "classification", "--lr", "0.1"],
+            "--lr applies to --readout network, and this command trains --readout voxels (the "
+            "default for classification)",
+        ),
+        (["--task", "classification", "--readout", "network", "--pooling", "max"], None),
     ],
 )
 def test_an_option_the_chosen_readout_does_not_read_is_refused(options, message, capsys):
@@ -643,8 +648,9 @@ def test_an_option_the_chosen_readout_does_not_read_is_refused(options, message,
 def test_with_task_auto_the_default_model_is_checked_once_the_target_is_read(
     cohort, tmp_path, capsys
 ):
-    # "sex" holds two classes: the default is the fine-tuned network, which
-    # smooths no input. The refusal comes before any scan is read or preprocessed.
+    # "sex" holds two classes: the default is the voxel logistic regression,
+    # which reads no --input-smoothing (its smoothing is its own). The refusal
+    # comes before any scan is read or preprocessed.
     argv = ["fit", "--data", cohort, "--target", "sex", "--out", tmp_path / "m.slm"]
     code, error = _exit_code_and_error(capsys, *argv, "--input-smoothing", "2", *FAST)
     assert code == 2 and "(the default for classification)" in error, error
@@ -693,7 +699,7 @@ def test_the_command_line_defaults_are_the_recommended_preset():
             expected = dict(getattr(preset, "estimators", [(name, preset)]))[name]
             assert type(member) is type(expected)
             params, preset_params = member.get_params(), expected.get_params()
-            recipe = RECOMMENDED_READOUT if name == "ridge" else FULL_FINE_TUNING
+            recipe = {"ridge": RECOMMENDED_READOUT, "network": FULL_FINE_TUNING}.get(name, {})
             for param in [*recipe, "axis", "preprocessing", "random_state", "train_split"]:
                 if param in preset_params:
                     assert params[param] == preset_params[param], (task, name, param)
