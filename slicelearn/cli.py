@@ -210,7 +210,7 @@ def _preprocessing(args: argparse.Namespace, cohort) -> Any:
 def _recipe(preprocessing: Any, cohort) -> str:
     """One sentence that says what was done to each scan."""
     if preprocessing is None:
-        return "scans used on their own grid, reoriented to RAS, z-scored by the network"
+        return "scans used on their own grid, reoriented to RAS, z-scored by the model"
     steps = ["reoriented to RAS"]
     if preprocessing.mask is not None:
         steps.append("masked with the given brain masks")
