@@ -1069,7 +1069,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         help="ridge: a linear model (ridge; logistic regression for classes) on the frozen "
         "slice features averaged over slices, its penalty chosen by internal CV (features and "
         "readout: about 0.3 s a scan on 2 cores); voxels: the same linear model "
-        "on the brain's voxels, smoothed and averaged to 4 mm (the baseline); network: "
+        "on the brain's voxels, smoothed and averaged to 4 mm (no encoder runs); network: "
         "Gupta et al.'s slice network, by default fine-tuned end to end (12 epochs: 243 s "
         "for 136 scans on 2 CPU cores; see --freeze-encoder). Several make "
         "an ensemble (--combine), e.g. --readout ridge voxels (default: "
