@@ -56,7 +56,8 @@ def tissue_fractions(volume: np.ndarray, mrf: float = 0.2) -> np.ndarray:
     by k-means on their intensities, with a Markov random field of weight
     ``mrf`` over each voxel's 26 neighbours; 5 iterations. The classes are
     ordered by mean intensity (T1: CSF darkest, white matter brightest). ITK
-    runs on one thread, so the result repeats bit for bit.
+    runs on one thread and Atropos on its fixed seed, so the result repeats
+    bit for bit, in any process.
 
     Parameters
     ----------
@@ -82,8 +83,10 @@ def tissue_fractions(volume: np.ndarray, mrf: float = 0.2) -> np.ndarray:
     ants = import_ants("tissue_fractions")
     image = ants.from_numpy(volume)
     mask = ants.from_numpy(brain.astype(np.float32))
+    # r=0: Atropos' fixed seed. Its default seeds the spatial prior's updates
+    # at random, so two processes gave fractions differing by up to 0.01.
     segmentation = ants.atropos(
-        a=image, x=mask, i="kmeans[3]", m=f"[{float(mrf)},1x1x1]", c="[5,0]", v=0
+        a=image, x=mask, i="kmeans[3]", m=f"[{float(mrf)},1x1x1]", c="[5,0]", v=0, r=0
     )["segmentation"].numpy()
     labels = [label for label in (1, 2, 3) if (segmentation == label).any()]
     if len(labels) < 3:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from slicelearn.tissue import TISSUES, tissue_fractions
 SHAPE = (30, 34, 30)
 
 
-def _phantom(grey_share: float, seed: int = 0) -> np.ndarray:
+def _phantom(grey_share: float, seed: int = 0, noise: float = 0.3) -> np.ndarray:
     """A stripped "brain": white-matter core, grey-matter shell, CSF rim, noise; zero outside.
 
     ``grey_share`` is the grey shell's share of the brain, the rim's is 0.15.
@@ -31,7 +34,7 @@ def _phantom(grey_share: float, seed: int = 0) -> np.ndarray:
     volume[distance < csf_r] = 3.0  # grey matter
     volume[distance < white_r] = 5.0  # white matter
     inside = distance < radius
-    volume[inside] += rng.normal(scale=0.3, size=int(inside.sum()))
+    volume[inside] += rng.normal(scale=noise, size=int(inside.sum()))
     volume[inside] = np.maximum(volume[inside], 0.05)  # stays non-zero in the brain
     return volume
 
@@ -43,6 +46,22 @@ def test_fractions_recover_the_phantom_shares_and_repeat_exactly():
     np.testing.assert_allclose(fractions, [0.15, 0.45, 0.40], atol=0.04)
     np.testing.assert_array_equal(tissue_fractions(volume), fractions)
     assert tissue_fractions(_phantom(grey_share=0.25))[1] < fractions[1] - 0.1
+
+
+def test_fractions_repeat_exactly_in_another_process(tmp_path):
+    # Atropos seeds its spatial prior's updates at random unless told not
+    # to: two processes then differ on the noisy voxels of one volume.
+    volume = _phantom(grey_share=0.45, seed=3, noise=1.0)
+    np.save(tmp_path / "volume.npy", volume)
+    code = (
+        "import sys, numpy as np; from slicelearn.tissue import tissue_fractions; "
+        "np.save(sys.argv[2], tissue_fractions(np.load(sys.argv[1])))"
+    )
+    for run in range(2):
+        out = tmp_path / f"fractions{run}.npy"
+        subprocess.run([sys.executable, "-c", code, tmp_path / "volume.npy", out], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "fractions0.npy"), tissue_fractions(volume))
+    np.testing.assert_array_equal(np.load(tmp_path / "fractions1.npy"), tissue_fractions(volume))
 
 
 def test_the_regressor_reads_grey_matter_and_its_file_predicts_the_same(tmp_path):
