@@ -110,6 +110,8 @@ def score(task: str, features: np.ndarray, target: np.ndarray, repeat: int) -> f
 
 def table(path: Path) -> str:
     """Mean ± SD over repeats, per task and feature set."""
+    from ixi_readouts import summary_cells  # this folder's script
+
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     lines = []
     for task, metric in (("age", "MAE (years)"), ("sex", "ROC-AUC")):
@@ -118,10 +120,7 @@ def table(path: Path) -> str:
         for name in FEATURE_SETS:
             values = [r["score"] for r in rows if r["task"] == task and r["model"] == name]
             if values:
-                lines.append(
-                    f"| {name} | {len(values)} | {np.mean(values):.3f} ± {np.std(values):.3f} | "
-                    f"{', '.join(f'{v:.3f}' for v in values)} |"
-                )
+                lines.append(f"| {name} | {summary_cells(values)} |")
         lines.append("")
     return "\n".join(lines)
 

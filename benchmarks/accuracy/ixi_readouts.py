@@ -143,6 +143,15 @@ def score(task: str, model, volumes: np.ndarray, target: np.ndarray, repeat: int
     return float(roc_auc_score(target == np.unique(target)[1], proba[:, 1]))
 
 
+def summary_cells(values: np.ndarray) -> str:
+    """``n | mean ± SD | each value``: the table cells of one model's repeats."""
+    values = np.asarray(values, dtype=float)
+    return (
+        f"{len(values)} | {values.mean():.3f} ± {values.std():.3f} | "
+        f"{', '.join(f'{v:.3f}' for v in values)}"
+    )
+
+
 def table(path: Path) -> str:
     """Mean ± SD over repeats, and repeats won against the ridge readout, per task."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -166,8 +175,7 @@ def table(path: Path) -> str:
             shared = sorted(set(scores) & set(reference))
             wins = sum(bool(better(scores[k], reference[k])) for k in shared)
             lines.append(
-                f"| {model} | {len(values)} | {values.mean():.3f} ± {values.std():.3f} | "
-                f"{', '.join(f'{v:.3f}' for v in values)} | "
+                f"| {model} | {summary_cells(values)} | "
                 f"{'—' if model == 'ridge readout' else f'{wins} of {len(shared)}'} |"
             )
         lines.append("")
