@@ -62,7 +62,7 @@ RECOMMENDED_PREPROCESSING: dict[str, Any] = {
 #: for the readout alone (``docs/results.md``). For classification a logistic
 #: regression on the brain's voxels averaged to 4 mm
 #: (:class:`~slicelearn.VoxelLinearClassifier`, its defaults): sex ROC-AUC
-#: 0.944 on the same 5 folds x 3 splits (SD over splits 0.004), against 0.900
+#: 0.944 on the same 5 folds x 3 splits (0.947, 0.948, 0.938), against 0.900
 #: (SD 0.029) for the fine-tuned network and 0.808 for the logistic readout of
 #: slice features.
 RECOMMENDED_MODEL: dict[str, tuple[str, ...]] = {

@@ -65,7 +65,9 @@ def intracranial_ml(paths: list[str], masks: Path) -> np.ndarray:
 def cached_fractions(volumes: np.ndarray, cache: Path) -> np.ndarray:
     """``TissueFeatures().transform(volumes)``, kept on disk (written whole, then renamed)."""
     digest = hashlib.sha256(volumes.tobytes()).hexdigest()[:12]
-    path = cache / f"fractions_{digest}_n{len(volumes)}.npy"
+    # The name says how they were computed: fractions from Atropos before its
+    # fixed seed (r=0) differ, and must not pass for these.
+    path = cache / f"fractions_{digest}_n{len(volumes)}_mrf0.2_seeded.npy"
     if path.exists():
         return np.load(path)
     from slicelearn.tissue import TissueFeatures
