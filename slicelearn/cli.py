@@ -1171,7 +1171,9 @@ def _preprocessing_options(parser: argparse.ArgumentParser) -> None:
     prep.add_argument(
         "--grid",
         default=DEFAULTS["grid"],
-        help="target grid: mni152, mni152_91x109x91, or none (keep the scans' grid)",
+        help="target grid: mni152 (2 mm), mni152_3mm (3 mm: full fine-tuning about 1.6 times "
+        "as fast, at the accuracy cost in docs/performance.md), mni152_91x109x91 (the paper's "
+        "FSL 2 mm grid), or none (keep the scans' grid)",
     )
     prep.add_argument(
         "--skull-strip",

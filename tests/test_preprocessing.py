@@ -45,6 +45,25 @@ def test_reorientation_and_resampling_keep_world_positions(tmp_path):
     np.testing.assert_allclose(peak_mm[:3], (30, -20, 10), atol=2.0)
 
 
+def test_the_3mm_grid_keeps_world_positions_and_its_template_mask(tmp_path):
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    affine[:3, 3] = (-75, -100, -60)
+    path = _blob_scan(tmp_path / "scan.nii.gz", (30, -20, 10), affine, (100, 120, 100))
+    prep = VolumePreprocessor(
+        target="mni152_3mm", mask="template", normalize="zscore_brain", cache_dir=None
+    ).fit([path])
+    assert prep.output_shape_ == (67, 79, 64)
+    np.testing.assert_allclose(np.diag(prep.target_image_.affine)[:3], 3.0)
+    volume = prep.transform([path])[0]
+    assert volume.shape == (67, 79, 64)
+    peak = np.unravel_index(volume.argmax(), volume.shape)
+    peak_mm = prep.target_image_.affine @ np.append(peak, 1)
+    np.testing.assert_allclose(peak_mm[:3], (30, -20, 10), atol=3.0)
+    # The template's brain mask on the same grid: zero outside, the blob inside.
+    assert prep.shared_mask_.shape == (67, 79, 64)
+    assert (volume[~prep.shared_mask_] == 0).all() and prep.shared_mask_[peak]
+
+
 def test_target_shape_and_voxel_size_centre_the_grid_on_each_scan(tmp_path):
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     affine[:3, 3] = (500, -300, 40)  # far from the origin: the grid follows the scan

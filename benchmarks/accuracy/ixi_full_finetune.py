@@ -40,7 +40,7 @@ run that is stopped resumes where it was. Run::
     python benchmarks/accuracy/ixi_full_finetune.py --seeds 0 --ablations \\
         --out benchmarks/results/ixi_full_finetune.jsonl
     python benchmarks/accuracy/ixi_full_finetune.py --seeds 0 \\
-        --levers "no brain crop" float32 "every slice per step"
+        --levers "no brain crop" float32 "every slice per step" "3 mm grid"
     python benchmarks/accuracy/ixi_full_finetune.py \\
         --table benchmarks/results/ixi_full_finetune.jsonl
 """
@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slicelearn.precision import resolve_precision
 from slicelearn.presets import FULL_FINE_TUNING, full_fine_tuning
 
 IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
@@ -89,7 +90,14 @@ LEVERS = {
     "every slice per step": dict(train_slices=None),
     "no brain crop": dict(crop_to_content=False),
     "float32": dict(precision="fp32"),
+    "3 mm grid": {},  # the recipe on ROUTE_3MM's volumes
 }
+
+#: Levers that change the input, not the estimator: the same scans through
+#: the same route onto another grid (``ixi_routes.py --steps masks volumes
+#: --routes deepbet_affine_3mm``: ``VolumePreprocessor(target="mni152_3mm")``,
+#: the command line's ``--grid mni152_3mm``). Not a lever taken out: one added.
+ROUTE_3MM = Path("~/slicelearn_data/ixi_routes/volumes/deepbet_affine_3mm.npy").expanduser()
 
 
 def fine_tuned(seed: int, threads: int, task: str = "age", **changes):
@@ -189,6 +197,15 @@ def load(args) -> tuple[np.ndarray, np.ndarray, str]:
     return volumes, target, f"{args.volumes.stem}@{digest}"
 
 
+def load_grid(path: Path, n: int) -> tuple[np.ndarray, str]:
+    """A lever's volumes on another grid and the input's name, checked against the cohort."""
+    volumes = np.load(path).astype(np.float32)
+    if len(volumes) != n:
+        raise SystemExit(f"{path} holds {len(volumes)} volumes, not the cohort's {n}.")
+    digest = hashlib.sha256(volumes.tobytes()).hexdigest()[:12]
+    return volumes, f"{path.stem}@{digest}"
+
+
 def read_rows(out: Path) -> dict[str, dict]:
     if not out.exists():
         return {}
@@ -253,11 +270,29 @@ def run(args) -> None:
 
     def tuned(label, change, seed, train, test, base, stage=""):
         key = f"{source}|{stage}{label}|seed{seed}|fold{base['fold']}|{recipe_key(change)}"
+        inputs, extra = volumes, {}
+        if label in grid_levers:  # the same scans on another grid: its digest joins the key
+            inputs, name = grid_levers[label]
+            key, extra = f"{key}|{name}", {"lever_input": name}
         build = lambda: fine_tuned(seed, args.threads, task, **change)  # noqa: E731
         recipe = {**RECIPE, **change}
-        return fitted(key, label, build, volumes, train, test, base, recipe=recipe)
+        # What the recipe's precision meant on this machine: "auto" trains in
+        # float32 on CPUs since the float32 lever, and in bf16 before it.
+        asked = recipe.get("precision", "auto")
+        precisions = {
+            f"{step}_precision": resolve_precision(asked, "cpu", training)
+            for step, training in [("training", True), ("prediction", False)]
+        }
+        return fitted(
+            key, label, build, inputs, train, test, base, recipe=recipe, **extra, **precisions
+        )
 
     configs = {args.candidate: CANDIDATES[args.candidate]} if task == "age" else {"fine-tuned": {}}
+    grid_levers = {
+        f"fine-tuned, {name}": load_grid(path, len(volumes))
+        for name, path in [("3 mm grid", args.volumes_3mm)]
+        if name in (args.levers or [])
+    }
     if args.ablations or args.levers:
         changes = ABLATIONS if args.ablations else {n: LEVERS[n] for n in args.levers}
         configs = {
@@ -359,8 +394,6 @@ def run(args) -> None:
                     }
                 )
     if args.fit_all:
-        from slicelearn.precision import resolve_precision
-
         change = CANDIDATES["fine-tuned, scaled target"] if task == "age" else {}
         # What precision="auto" trains in here: the key's recipe leaves it to the machine.
         precision = resolve_precision({**RECIPE, **change}.get("precision", "auto"), "cpu", True)
@@ -459,6 +492,9 @@ def write_into(document: Path, lines: list[str], stamp: str, marker: str) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", type=Path, default=ROUTE)
+    parser.add_argument(
+        "--volumes-3mm", type=Path, default=ROUTE_3MM, help="the '3 mm grid' lever's volumes"
+    )
     parser.add_argument("--ixi", type=Path, default=IXI)
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/ixi_full_finetune.jsonl")
@@ -473,7 +509,8 @@ def main() -> None:
         nargs="+",
         choices=list(LEVERS),
         default=None,
-        help="the recipe with one speed lever taken out, each (instead of the recipe)",
+        help="the recipe with one speed lever taken out (or, for '3 mm grid', added), each "
+        "(instead of the recipe)",
     )
     parser.add_argument("--fit-all", action="store_true", help="then time a fit on all scans")
     parser.add_argument(

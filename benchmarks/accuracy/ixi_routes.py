@@ -47,6 +47,9 @@ import numpy as np
 
 IXI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ixi"
 ROUTES = ("whole_head", "deepbet", "deepbet_rigid", "deepbet_affine", "dlmuse_affine")
+#: Routes computed only when named (``--routes``): the default route on the 3 mm
+#: grid, the input of ``ixi_full_finetune.py --levers "3 mm grid"``.
+EXTRA_ROUTES = ("deepbet_affine_3mm",)
 LAYERS = ("blocks.3", "blocks.4", "blocks.5", "bn2")
 ENCODERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -110,9 +113,11 @@ def route_preprocessor(route: str, paths, masks):
     if route == "whole_head":
         return VolumePreprocessor(target="mni152", cache_dir=None)
     subject_masks = {p: dlmuse_path(p) for p in paths} if route.startswith("dlmuse") else masks
-    registration = {"rigid": "rigid", "affine": "affine"}.get(route.rpartition("_")[2])
+    # "<route>_3mm": the same route onto the 3 mm template grid.
+    stem, coarse = route.removesuffix("_3mm"), route.endswith("_3mm")
+    registration = {"rigid": "rigid", "affine": "affine"}.get(stem.rpartition("_")[2])
     return VolumePreprocessor(
-        target="mni152",
+        target="mni152_3mm" if coarse else "mni152",
         registration=registration,
         registration_backend="ants",
         mask=subject_masks,
@@ -386,7 +391,13 @@ def main() -> None:
     parser.add_argument(
         "--steps", nargs="+", default=["masks", "volumes", "features", "ridge", "head"]
     )
-    parser.add_argument("--routes", nargs="+", default=list(ROUTES))
+    parser.add_argument(
+        "--routes",
+        nargs="+",
+        default=list(ROUTES),
+        choices=ROUTES + EXTRA_ROUTES,
+        help="preprocessing routes (default: all but EXTRA_ROUTES)",
+    )
     parser.add_argument(
         "--variants-route",
         default="deepbet_affine",
