@@ -40,7 +40,7 @@ run that is stopped resumes where it was. Run::
     python benchmarks/accuracy/ixi_full_finetune.py --seeds 0 --ablations \\
         --out benchmarks/results/ixi_full_finetune.jsonl
     python benchmarks/accuracy/ixi_full_finetune.py --seeds 0 \\
-        --levers "no brain crop" float32 "every slice per step" "3 mm grid"
+        --levers "no brain crop" float32 "every slice per step" "3 mm grid" "24 epochs"
     python benchmarks/accuracy/ixi_full_finetune.py \\
         --table benchmarks/results/ixi_full_finetune.jsonl
 """
@@ -83,14 +83,18 @@ ABLATIONS = {
     "attention pooling": dict(pooling="attention"),
 }
 
-#: The speed levers' accuracy, each alone: the recipe with one lever taken out
-#: (``--levers``, one seed). "float32" matters only where ``precision="auto"``
-#: picks bf16 (CPUs with native bf16, like the grid's machine).
+#: The speed levers' accuracy, each alone (``--levers``, one seed): the recipe
+#: with one lever changed, taken out (every slice, no crop, float32) or pushed
+#: further (3 mm, twice the epochs). "float32" matters only where
+#: ``precision="auto"`` trains in bf16 (it did on the grid's native-bf16 CPU
+#: before the float32 lever; each row now records its precisions).
 LEVERS = {
     "every slice per step": dict(train_slices=None),
     "no brain crop": dict(crop_to_content=False),
     "float32": dict(precision="fp32"),
     "3 mm grid": {},  # the recipe on ROUTE_3MM's volumes
+    # The epochs lever's cost: does the recipe's 12-epoch schedule stop short?
+    "24 epochs": dict(max_epochs=24),
 }
 
 #: Levers that change the input, not the estimator: the same scans through
@@ -276,8 +280,9 @@ def run(args) -> None:
             key, extra = f"{key}|{name}", {"lever_input": name}
         build = lambda: fine_tuned(seed, args.threads, task, **change)  # noqa: E731
         recipe = {**RECIPE, **change}
-        # What the recipe's precision meant on this machine: "auto" trains in
-        # float32 on CPUs since the float32 lever, and in bf16 before it.
+        # What the recipe's precision means on this machine. On a CPU with
+        # native bf16, "auto" trained in bf16 until the float32 lever and in
+        # float32 since; without it, "auto" is float32 throughout.
         asked = recipe.get("precision", "auto")
         precisions = {
             f"{step}_precision": resolve_precision(asked, "cpu", training)
@@ -314,6 +319,23 @@ def run(args) -> None:
                     ("brain encoder", lambda: brain_encoder(task), volumes),
                 ]
             }
+            # A user who picks another grid gets both members of the default on
+            # it: the readout averaged with a grid lever's network is fitted on
+            # the lever's volumes.
+            readout = TASKS[task]["readout"]
+            partner = {label: readout for label in configs}
+            for label, (inputs, name) in grid_levers.items():
+                partner[label] = f"{readout}, {label.removeprefix('fine-tuned, ')}"
+                predicted[partner[label]] = fitted(
+                    f"{source}|{partner[label]}|seed{seed}|fold{fold}|{name}",
+                    partner[label],
+                    lambda: ridge_readout(task),
+                    inputs,
+                    train,
+                    test,
+                    base,
+                    lever_input=name,
+                )
             if not args.nested:
                 for label, change in configs.items():
                     predicted[label] = tuned(label, change, seed, train, test, base)
@@ -354,17 +376,21 @@ def run(args) -> None:
                             "predicted": values,
                         }
                     )
-            readout = TASKS[task]["readout"]
             for label in [name for name in predicted if name.startswith("fine-tuned")]:
                 key = f"{source}|{label} + {readout}|seed{seed}|fold{fold}"
+                extra = {}
+                if label in grid_levers:
+                    extra["lever_input"] = grid_levers[label][1]
+                    key += f"|{extra['lever_input']}"
                 if key in done:
                     continue
-                average = (predicted[label] + predicted[readout]) / 2
+                average = (predicted[label] + predicted[partner.get(label, readout)]) / 2
                 record(
                     {
                         "key": key,
                         "model": f"{label} + {readout}",
                         **base,
+                        **extra,
                         TASKS[task]["score"]: score(task, average, ages[test]),
                         "predicted": [round(float(v), 3) for v in average],
                     }
@@ -509,8 +535,8 @@ def main() -> None:
         nargs="+",
         choices=list(LEVERS),
         default=None,
-        help="the recipe with one speed lever taken out (or, for '3 mm grid', added), each "
-        "(instead of the recipe)",
+        help="the recipe with one speed lever changed (taken out, or pushed further: '3 mm grid', "
+        "'24 epochs'), each (instead of the recipe)",
     )
     parser.add_argument("--fit-all", action="store_true", help="then time a fit on all scans")
     parser.add_argument(
