@@ -1171,9 +1171,10 @@ def _preprocessing_options(parser: argparse.ArgumentParser) -> None:
     prep.add_argument(
         "--grid",
         default=DEFAULTS["grid"],
-        help="target grid: mni152 (2 mm), mni152_3mm (3 mm: full fine-tuning about 1.6 times "
-        "as fast, at the accuracy cost in docs/performance.md), mni152_91x109x91 (the paper's "
-        "FSL 2 mm grid), or none (keep the scans' grid)",
+        help="target grid: mni152 (2 mm), mni152_3mm (3 mm: the network trains 1.7 and predicts "
+        "2.5 times as fast, but the brain-age default was 1.2 years worse on IXI; "
+        "docs/results.md), mni152_91x109x91 (the paper's FSL 2 mm grid), or none (keep the "
+        "scans' grid)",
     )
     prep.add_argument(
         "--skull-strip",

@@ -709,3 +709,18 @@ def test_the_command_line_defaults_are_the_recommended_preset():
     assert DEFAULTS["encoder"] == RECOMMENDED_READOUT["encoder"]
     layer_and_grid = (RECOMMENDED_READOUT["feature_layer"], RECOMMENDED_READOUT["feature_grid"])
     assert get_encoder_spec(RECOMMENDED_READOUT["encoder"]).recommended_features == layer_and_grid
+
+
+def test_a_model_fitted_on_the_3mm_grid_preprocesses_new_scans_onto_it(cohort, tmp_path):
+    from slicelearn.model_files import load_model
+
+    model = tmp_path / "m.slm"
+    argv = ["fit", "--data", cohort, "--target", "age", "--out", model, "--readout", "voxels"]
+    assert main([str(a) for a in [*argv, *FAST, "--grid", "mni152_3mm"]]) == 0
+    preprocessing = load_model(model).preprocessing
+    assert preprocessing.target == "mni152_3mm"
+    assert preprocessing.fit().output_shape_ == (67, 79, 64)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(model), "--data", str(cohort), "--out", str(out)]) == 0
+    predictions = pd.read_csv(out)
+    assert len(predictions) == 20 and np.isfinite(predictions["predicted_age"]).all()
