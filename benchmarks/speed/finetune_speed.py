@@ -17,7 +17,7 @@ Levers:
   loss in float32); only worth it where the CPU computes bf16 natively
   (``slicelearn.precision.native_bf16()``), which the run reports;
 - ``no channels-last``: the default's channels-last memory turned off;
-- ``3 mm``: the volumes resampled to a 3 mm grid (61 x 73 x 61; the command
+- ``3 mm``: the volumes resampled to a 3 mm grid (2/3 of each side; the command
   line's ``--grid mni152_3mm`` registers straight onto nilearn's 3 mm template).
 
 Volumes: the default route's registered IXI volumes where they exist

@@ -42,7 +42,7 @@ PREPROCESSING_RECIPE = 3
 #: grid of the paper (RAS here), with nilearn's template resampled onto it;
 #: ``"mni152_3mm"`` is nilearn's template at 3 mm (67 x 79 x 64), the coarser
 #: grid that makes full fine-tuning faster at a measured cost in accuracy
-#: (``docs/performance.md``).
+#: (``docs/results.md``).
 TARGET_GRIDS = ("mni152", "mni152_91x109x91", "mni152_3mm")
 
 _FSL_MNI_AFFINE = np.array([[2.0, 0, 0, -90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
