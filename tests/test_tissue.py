@@ -60,8 +60,9 @@ def test_fractions_repeat_exactly_in_another_process(tmp_path):
     for run in range(2):
         out = tmp_path / f"fractions{run}.npy"
         subprocess.run([sys.executable, "-c", code, tmp_path / "volume.npy", out], check=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "fractions0.npy"), tissue_fractions(volume))
-    np.testing.assert_array_equal(np.load(tmp_path / "fractions1.npy"), tissue_fractions(volume))
+    here = tissue_fractions(volume)
+    np.testing.assert_array_equal(np.load(tmp_path / "fractions0.npy"), here)
+    np.testing.assert_array_equal(np.load(tmp_path / "fractions1.npy"), here)
 
 
 def test_the_regressor_reads_grey_matter_and_its_file_predicts_the_same(tmp_path):

@@ -196,17 +196,19 @@ def load(args) -> tuple[np.ndarray, np.ndarray, str]:
     from slicelearn.data import read_cohort
 
     _, labels = read_cohort(args.ixi / "participants.tsv", target=["age", "sex"])
-    volumes = np.load(args.volumes).astype(np.float32)
-    digest = hashlib.sha256(volumes.tobytes()).hexdigest()[:12]
+    volumes, name = load_volumes(args.volumes)
     target = labels[:, TASKS[args.task]["column"]]
     target = target.astype(np.float64) if args.task == "age" else target.astype(str)
-    return volumes, target, f"{args.volumes.stem}@{digest}"
+    return volumes, target, name
 
 
-def load_grid(path: Path, n: int) -> tuple[np.ndarray, str]:
-    """A lever's volumes on another grid and the input's name, checked against the cohort."""
+def load_volumes(path: Path, n: int | None = None) -> tuple[np.ndarray, str]:
+    """The volumes of ``path`` and the input's name (its stem and content digest).
+
+    ``n``: the cohort's size, which a lever's volumes on another grid must match.
+    """
     volumes = np.load(path).astype(np.float32)
-    if len(volumes) != n:
+    if n is not None and len(volumes) != n:
         raise SystemExit(f"{path} holds {len(volumes)} volumes, not the cohort's {n}.")
     digest = hashlib.sha256(volumes.tobytes()).hexdigest()[:12]
     return volumes, f"{path.stem}@{digest}"
@@ -296,7 +298,7 @@ def run(args) -> None:
 
     configs = {args.candidate: CANDIDATES[args.candidate]} if task == "age" else {"fine-tuned": {}}
     grid_levers = {
-        f"fine-tuned, {name}": load_grid(path, len(volumes))
+        f"fine-tuned, {name}": load_volumes(path, len(volumes))
         for name, path in [("3 mm grid", args.volumes_3mm)]
         if name in (args.levers or [])
     }
@@ -325,7 +327,7 @@ def run(args) -> None:
             # it: the readout averaged with a grid lever's network is fitted on
             # the lever's volumes.
             readout = TASKS[task]["readout"]
-            partner = {label: readout for label in configs}
+            partner = {}  # a grid lever's label -> its readout's; the rest use ``readout``
             for label, (inputs, name) in grid_levers.items():
                 partner[label] = f"{readout}, {label.removeprefix('fine-tuned, ')}"
                 predicted[partner[label]] = fitted(
